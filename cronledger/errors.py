@@ -1,0 +1,78 @@
+"""One exception hierarchy for cronledger: bad input and broken infrastructure.
+
+Business outcomes (a skipped fire, a full queue) are facts, never exceptions.
+"""
+
+from __future__ import annotations
+
+
+class CronledgerError(Exception):
+    """Base of every error cronledger raises on purpose."""
+
+
+class InvalidInput(CronledgerError, ValueError):
+    """Input that cannot be accepted; names the field and says what to fix."""
+
+    def __init__(self, field: str, problem: str, fix: str = "") -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        text = f"{field}: {problem}"
+        if fix:
+            text += f" ({fix})"
+        super().__init__(text)
+
+
+class UnknownSchedule(CronledgerError, KeyError):
+    """A schedule id that the ledger does not know."""
+
+    def __init__(self, schedule_id: str) -> None:
+        self.schedule_id = schedule_id
+        super().__init__(schedule_id)
+
+    def __str__(self) -> str:
+        return f"unknown schedule {self.schedule_id!r} (see `cronledger list` for the ids)"
+
+
+class DuplicateSchedule(CronledgerError, ValueError):
+    """A schedule id that is already taken."""
+
+    def __init__(self, schedule_id: str) -> None:
+        self.schedule_id = schedule_id
+        super().__init__(
+            f"schedule {schedule_id!r} already exists (use update, or remove it first)"
+        )
+
+
+class UnknownEntry(CronledgerError, KeyError):
+    """A queue entry or run id that the state does not know."""
+
+    def __init__(self, entry_id: str) -> None:
+        self.entry_id = entry_id
+        super().__init__(entry_id)
+
+    def __str__(self) -> str:
+        return f"unknown queue entry or run {self.entry_id!r}"
+
+
+class LedgerError(CronledgerError):
+    """The ledger cannot be opened, read or written."""
+
+
+class LedgerConflict(LedgerError):
+    """Another writer appended first: reload the state and decide again."""
+
+    def __init__(self, expected: int, actual: int | None = None) -> None:
+        self.expected = expected
+        self.actual = actual
+        where = f"; the ledger is at {actual}" if actual is not None else ""
+        super().__init__(f"ledger conflict: expected position {expected}{where}")
+
+
+class LedgerCorrupted(LedgerError):
+    """A stored event cannot be decoded; names its ledger position."""
+
+    def __init__(self, position: int, problem: str) -> None:
+        self.position = position
+        self.problem = problem
+        super().__init__(f"ledger position {position}: {problem}")
