@@ -1,0 +1,283 @@
+"""Events: the facts in the ledger, past tense. Each carries `at`, the clock reading of its decision.
+
+Events are `attrs.frozen(slots=False)` because stored events are rebuilt by setting `__dict__`
+(no `__init__`, so no validators on load: validate at the edge). Bump `class_version` and add an
+`upcast_vN_vN+1(state: dict)` static method when a schema changes.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import attrs
+
+from cronledger.domain.values import Options, RunExit, ScheduleSpec, Target
+
+event = attrs.frozen(kw_only=True, slots=False)
+
+
+@event
+class Event:
+    """Base of all facts."""
+
+    class_version: ClassVar[int] = 1
+    at: int
+
+
+# --- schedules (appended by the API, one batch per command) ---------------------------------
+
+
+@event
+class ScheduleAdded(Event):
+    spec: ScheduleSpec
+    next_fire_at: int | None
+    due_at: int | None
+
+
+@event
+class ScheduleUpdated(Event):
+    spec: ScheduleSpec
+    next_fire_at: int | None
+    due_at: int | None
+
+
+@event
+class SchedulePaused(Event):
+    schedule_id: str
+    reason: str = ""
+
+
+@event
+class ScheduleResumed(Event):
+    schedule_id: str
+    next_fire_at: int | None
+    due_at: int | None
+
+
+@event
+class ScheduleRemoved(Event):
+    schedule_id: str
+
+
+@event
+class TriggerRequested(Event):
+    """A manual trigger, durable at once; the next tick consumes it."""
+
+    schedule_id: str
+    request_id: str
+
+
+@event
+class OptionsChanged(Event):
+    options: Options
+    changed: tuple[str, ...]
+
+
+# --- the tick header ------------------------------------------------------------------------
+
+
+@event
+class TickStarted(Event):
+    """Opens a tick's batch: its clock reading, the observations it consumed, its fact count."""
+
+    tick: int
+    exits: tuple[RunExit, ...]
+    requests: tuple[str, ...]
+    decisions: int
+
+
+# --- due evaluation (§3, §4) ----------------------------------------------------------------
+
+
+@event
+class FireRecorded(Event):
+    """A fire produced a queue entry (Pending, or Held when `hold` is set)."""
+
+    schedule_id: str
+    nominal: int
+    entry_id: str
+    represents: int
+    late_ms: int
+    hold: str | None
+    request_id: str | None
+    next_fire_at: int | None
+    due_at: int | None
+
+
+@event
+class FireSkipped(Event):
+    schedule_id: str
+    nominal: int
+    reason: str
+    request_id: str | None
+    next_fire_at: int | None
+    due_at: int | None
+
+
+@event
+class FireCoalesced(Event):
+    schedule_id: str
+    nominal: int
+    into_entry_id: str
+    request_id: str | None
+    next_fire_at: int | None
+    due_at: int | None
+
+
+@event
+class FireDeferred(Event):
+    """A due fire outside the allowed hours; the schedule stays due until `until`."""
+
+    schedule_id: str
+    nominal: int
+    until: int
+
+
+@event
+class FireMissed(Event):
+    """Fire times that produce no run (late under SKIP, or older than the catch-up window)."""
+
+    schedule_id: str
+    count: int
+    first: int
+    last: int
+    grace_ms: int
+    next_fire_at: int | None
+    due_at: int | None
+
+
+# --- the dispatch queue (§5) ----------------------------------------------------------------
+
+
+@event
+class EntryQueued(Event):
+    """A task submitted without a schedule (the durable job queue)."""
+
+    entry_id: str
+    target: Target
+    priority: int
+    hold: str | None
+    max_attempts: int
+    backoff_ms: int
+    max_backoff_ms: int
+    timeout_ms: int | None
+    principal: str
+
+
+@event
+class EntryHeld(Event):
+    entry_id: str
+    reason: str
+
+
+@event
+class EntryReleased(Event):
+    entry_id: str
+    reason: str
+
+
+@event
+class EntryCancelled(Event):
+    """A waiting entry that will never run (operator cancel, schedule removed)."""
+
+    entry_id: str
+    reason: str
+
+
+# --- runs (§7, §8) --------------------------------------------------------------------------
+
+
+@event
+class RunAssigned(Event):
+    """Write-ahead intent: durable before the process is spawned."""
+
+    run_id: str
+    entry_id: str
+    attempt: int
+    argv: tuple[str, ...]
+    call: str | None
+    deadline: int | None
+
+
+@event
+class RunStarted(Event):
+    run_id: str
+    pid: int | None
+    fallback: bool
+
+
+@event
+class RunCancelled(Event):
+    """The run is being stopped (replaced, timeout, operator); it stays active until it exits."""
+
+    run_id: str
+    reason: str
+
+
+@event
+class RunSucceeded(Event):
+    run_id: str
+    entry_id: str
+    exit_code: int
+    duration_ms: int
+    stderr_tail: str
+
+
+@event
+class RunFailed(Event):
+    """`final` is True when no retry follows: the task is blocked (or cancelled)."""
+
+    run_id: str
+    entry_id: str
+    reason: str
+    exit_code: int | None
+    signal: int | None
+    duration_ms: int
+    stderr_tail: str
+    error: str
+    final: bool
+
+
+@event
+class RunLost(Event):
+    """A run the engine can no longer account for (e.g. its daemon died before it started)."""
+
+    run_id: str
+    entry_id: str
+    detail: str
+    final: bool
+
+
+@event
+class RetryPlanned(Event):
+    entry_id: str
+    attempt: int
+    not_before: int
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    ScheduleAdded,
+    ScheduleUpdated,
+    SchedulePaused,
+    ScheduleResumed,
+    ScheduleRemoved,
+    TriggerRequested,
+    OptionsChanged,
+    TickStarted,
+    FireRecorded,
+    FireSkipped,
+    FireCoalesced,
+    FireDeferred,
+    FireMissed,
+    EntryQueued,
+    EntryHeld,
+    EntryReleased,
+    EntryCancelled,
+    RunAssigned,
+    RunStarted,
+    RunCancelled,
+    RunSucceeded,
+    RunFailed,
+    RunLost,
+    RetryPlanned,
+)

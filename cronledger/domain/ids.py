@@ -1,0 +1,28 @@
+"""Derived ids: a replay derives the same ids, so nothing here is random or global."""
+
+from __future__ import annotations
+
+
+def fire_entry_id(schedule_id: str, nominal: int) -> str:
+    """The queue entry of a scheduled fire: one per (schedule, nominal time)."""
+    return f"{schedule_id}@{nominal}"
+
+
+def request_id(schedule_id: str, position: int) -> str:
+    """A manual trigger, named by the ledger position of its TriggerRequested fact."""
+    return f"{schedule_id}!{position}"
+
+
+def manual_entry_id(request: str) -> str:
+    """The queue entry of a manual trigger."""
+    return f"{request}"
+
+
+def task_entry_id(position: int) -> str:
+    """A submitted task without a key, named by the ledger position of its EntryQueued fact."""
+    return f"task-{position}"
+
+
+def run_id(entry_id: str, attempt: int) -> str:
+    """A run: one attempt of one entry."""
+    return f"{entry_id}#{attempt}"

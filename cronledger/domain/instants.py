@@ -1,0 +1,43 @@
+"""Instants are int UTC epoch milliseconds; aware datetimes exist only at the edge."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cronledger.errors import InvalidInput
+
+
+def to_ms(value: datetime, field: str = "instant") -> int:
+    """Convert an aware datetime to UTC epoch ms; a naive one is an error, not a guess."""
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        raise InvalidInput(
+            field,
+            f"naive datetime {value.isoformat()} has no time zone",
+            "pass an aware datetime, e.g. datetime(..., tzinfo=ZoneInfo('Europe/Berlin'))",
+        )
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+
+
+def from_ms(ms: int) -> datetime:
+    """The aware UTC datetime of an epoch-ms instant."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def iso(ms: int | None) -> str:
+    """ISO-8601 UTC text of an instant, to the millisecond ('-' for None)."""
+    if ms is None:
+        return "-"
+    text = from_ms(ms).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def parse_instant(text: str, field: str = "instant") -> int:
+    """Parse ISO-8601 text with an explicit offset or 'Z' into epoch ms."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            field, f"{text!r} is not an ISO-8601 instant", "use e.g. 2026-11-22T09:00:00Z"
+        ) from None
+    return to_ms(value, field)

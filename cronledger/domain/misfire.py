@@ -1,0 +1,79 @@
+"""Misfire policy (SEMANTICS §3): which of the fire times due now run, and which are missed."""
+
+from __future__ import annotations
+
+import attrs
+
+from cronledger.domain.jitter import jitter_ms
+from cronledger.domain.triggers import Trigger, fires_between, next_fire_after
+from cronledger.domain.values import MisfirePolicy, ScheduleSpec
+
+
+@attrs.frozen
+class MisfireOutcome:
+    """The run (if any) that stands for the due fire times W, and the ones missed."""
+
+    fire: int | None
+    represents: int
+    late_ms: int
+    missed: int
+    missed_first: int | None
+    missed_last: int | None
+
+
+def horizon(spec: ScheduleSpec, first: int, now: int) -> int:
+    """The last fire time in [first, now] that is due (t + jitter(t) <= now); `first` is due."""
+    last = fires_between(spec.trigger, first, now)[1]
+    while last is not None and last > first and last + jitter_ms(spec.id, last, spec.jitter_ms) > now:
+        last = fires_between(spec.trigger, first, last - 1)[1]
+    return first if last is None else last
+
+
+def _on_time_fires(spec: ScheduleSpec, first: int, last: int, now: int, grace: int) -> list[int]:
+    """Fire times t in [first, last] with now - (t + jitter(t)) <= grace, in order."""
+    lower = max(first, now - grace - spec.jitter_ms)
+    fires: list[int] = []
+    t = next_fire_after(spec.trigger, lower - 1)
+    while t is not None and t <= last:
+        if now - t - jitter_ms(spec.id, t, spec.jitter_ms) <= grace:
+            fires.append(t)
+        t = next_fire_after(spec.trigger, t)
+    return fires
+
+
+def _last_before(trigger: Trigger, first: int, bound: int) -> int | None:
+    return fires_between(trigger, first, bound - 1)[1]
+
+
+def classify(spec: ScheduleSpec, first: int, last: int, now: int, grace: int) -> MisfireOutcome:
+    """Split W = fire times in [first, last] (all due at `now`) by the misfire policy."""
+    count, latest = fires_between(spec.trigger, first, last)
+    if count == 0 or latest is None:
+        return MisfireOutcome(None, 0, 0, 0, None, None)
+
+    def late(t: int) -> int:
+        return max(0, now - t - jitter_ms(spec.id, t, spec.jitter_ms))
+
+    if spec.misfire is MisfirePolicy.CATCH_UP:
+        window = spec.catch_up_window_ms
+        if window is None or first >= now - window:
+            return MisfireOutcome(latest, count, late(latest), 0, None, None)
+        old_count, old_last = fires_between(spec.trigger, first, now - window - 1)
+        kept = count - old_count
+        if kept == 0:
+            return MisfireOutcome(None, 0, 0, old_count, first, old_last)
+        return MisfireOutcome(latest, kept, late(latest), old_count, first, old_last)
+
+    on_time = _on_time_fires(spec, first, last, now, grace)
+    if not on_time:
+        return MisfireOutcome(None, 0, 0, count, first, latest)
+    missed = count - len(on_time)
+    missed_last = _last_before(spec.trigger, first, on_time[0]) if missed else None
+    return MisfireOutcome(
+        on_time[-1],
+        len(on_time),
+        late(on_time[-1]),
+        missed,
+        first if missed else None,
+        missed_last,
+    )

@@ -1,0 +1,106 @@
+"""Completion reconciliation (SEMANTICS §8): runner exits and timeouts -> facts and retries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cronledger.domain import events as ev
+from cronledger.domain.commands import CancelRun
+from cronledger.domain.concurrency import AWAITING_PREVIOUS_RUN
+from cronledger.domain.state import ActiveRun, Entry, EntryStatus, Snapshot
+from cronledger.domain.values import ExitKind, Retry, RunExit
+
+STDERR_TAIL_MAX = 4096
+
+
+def failure_reason(run: ActiveRun, exit: RunExit) -> str:
+    """exit | timeout | cancelled | spawn_failed | lost."""
+    if exit.kind is ExitKind.LOST:
+        return "lost"
+    if run.cancelling == "timeout":
+        return "timeout"
+    if run.cancelling is not None:
+        return "cancelled"
+    if exit.kind is ExitKind.SPAWN_FAILED:
+        return "spawn_failed"
+    return "exit"
+
+
+def _release_waiting(snapshot: Snapshot, entry: Entry, now: int) -> list[ev.Event]:
+    """A QUEUE_ONE entry held behind this one goes Pending when this one completes."""
+    if entry.schedule_id is None:
+        return []
+    return [
+        ev.EntryReleased(at=now, entry_id=other.id, reason="previous_run_finished")
+        for other in snapshot.open_entries(entry.schedule_id)
+        if other.status is EntryStatus.HELD and other.hold_reason == AWAITING_PREVIOUS_RUN
+    ][:1]
+
+
+def reconcile_exit(snapshot: Snapshot, exit: RunExit, now: int) -> list[ev.Event]:
+    """The facts for one observed exit; nothing for a run already reconciled."""
+    run = snapshot.runs.get(exit.run_id)
+    if run is None:
+        return []
+    entry = snapshot.entries.get(run.entry_id)
+    started = run.started_at if run.started_at is not None else run.assigned_at
+    duration = max(0, exit.finished_at - started)
+    tail = exit.stderr_tail[-STDERR_TAIL_MAX:]
+    if exit.succeeded:
+        out: list[ev.Event] = [
+            ev.RunSucceeded(at=now, run_id=run.run_id, entry_id=run.entry_id, exit_code=0,
+                            duration_ms=duration, stderr_tail=tail)
+        ]
+        return out + (_release_waiting(snapshot, entry, now) if entry else [])
+
+    reason = failure_reason(run, exit)
+    retry = (
+        entry is not None
+        and reason != "cancelled"
+        and entry.attempt < entry.max_attempts
+    )
+    final = not retry
+    out = []
+    if reason == "lost":
+        out.append(ev.RunLost(at=now, run_id=run.run_id, entry_id=run.entry_id,
+                              detail=exit.error, final=final))
+    else:
+        out.append(
+            ev.RunFailed(at=now, run_id=run.run_id, entry_id=run.entry_id, reason=reason,
+                         exit_code=exit.exit_code, signal=exit.signal, duration_ms=duration,
+                         stderr_tail=tail, error=exit.error, final=final)
+        )
+    if entry is None:
+        return out
+    if retry:
+        policy = Retry(entry.max_attempts, entry.backoff_ms, entry.max_backoff_ms)
+        delay = policy.delay_after(entry.attempt)
+        out.append(ev.RetryPlanned(at=now, entry_id=entry.id, attempt=entry.attempt + 1,
+                                   not_before=now + delay))
+        return out
+    return out + _release_waiting(snapshot, entry, now)
+
+
+def reconcile_exits(snapshot: Snapshot, exits: Sequence[RunExit], now: int) -> list[ev.Event]:
+    """Facts for each exit, in order (duplicates and unknown runs decide nothing)."""
+    out: list[ev.Event] = []
+    seen: set[str] = set()
+    for exit in exits:
+        if exit.run_id in seen:
+            continue
+        seen.add(exit.run_id)
+        out.extend(reconcile_exit(snapshot, exit, now))
+    return out
+
+
+def expire_timeouts(snapshot: Snapshot, now: int) -> tuple[list[ev.Event], list[CancelRun]]:
+    """Runs past their deadline are cancelled; their exit will count as a timeout failure."""
+    events: list[ev.Event] = []
+    commands: list[CancelRun] = []
+    for run in snapshot.runs.values():
+        if run.deadline is not None and run.deadline <= now and run.cancelling is None:
+            events.append(ev.RunCancelled(at=now, run_id=run.run_id, reason="timeout"))
+            commands.append(CancelRun(run_id=run.run_id, reason="timeout"))
+    events.sort(key=lambda e: e.run_id)  # type: ignore[attr-defined]
+    commands.sort(key=lambda c: c.run_id)
+    return events, commands

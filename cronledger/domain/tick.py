@@ -1,0 +1,155 @@
+"""The tick planner (SEMANTICS §7): `plan_tick(snapshot, now, exits) -> TickPlan`, pure.
+
+Phases, in order: load context -> evaluate due schedules -> snapshot -> preparation (capacity)
+-> reconcile completed runs -> dispatch ready entries -> summary. Each phase's facts are folded
+into a working snapshot with the same projector a replay uses, so later phases see them. The
+batch starts with a TickStarted header holding the clock reading and the observations consumed,
+so `verify` can re-plan any tick from the ledger alone. A tick that decides nothing returns no
+events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from cronledger.domain import events as ev
+from cronledger.domain.capacity import ready_dispatch_limit
+from cronledger.domain.commands import RunnerCommand
+from cronledger.domain.dispatch import dispatch
+from cronledger.domain.due import evaluate_request, evaluate_schedule, iter_due
+from cronledger.domain.reconcile import expire_timeouts, reconcile_exits
+from cronledger.domain.state import Snapshot
+from cronledger.domain.values import RunExit
+from cronledger.projectors.snapshot import apply, apply_all
+
+
+@attrs.frozen(kw_only=True)
+class TickSummary:
+    """Counts of what one tick decided (phase 8)."""
+
+    tick: int
+    now: int
+    fired: int = 0
+    skipped: int = 0
+    coalesced: int = 0
+    deferred: int = 0
+    missed: int = 0
+    dispatched: int = 0
+    reconciled: int = 0
+    retries: int = 0
+    cancelled: int = 0
+    dispatch_limit: int = 0
+    more_due: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class TickPlan:
+    """The facts to append (header first; empty when nothing was decided), the runner commands,
+    the snapshot after the facts, and the summary."""
+
+    events: tuple[ev.Event, ...]
+    commands: tuple[RunnerCommand, ...]
+    snapshot: Snapshot
+    summary: TickSummary
+
+
+def _summarise(tick: int, now: int, decided: Sequence[ev.Event], limit: int,
+               more_due: bool) -> TickSummary:
+    counts = {k: 0 for k in ("fired", "skipped", "coalesced", "deferred", "missed", "dispatched",
+                             "reconciled", "retries", "cancelled")}
+    for e in decided:
+        if isinstance(e, ev.FireRecorded):
+            counts["fired"] += 1
+        elif isinstance(e, ev.FireSkipped):
+            counts["skipped"] += 1
+        elif isinstance(e, ev.FireCoalesced):
+            counts["coalesced"] += 1
+        elif isinstance(e, ev.FireDeferred):
+            counts["deferred"] += 1
+        elif isinstance(e, ev.FireMissed):
+            counts["missed"] += e.count
+        elif isinstance(e, ev.RunAssigned):
+            counts["dispatched"] += 1
+        elif isinstance(e, ev.RunSucceeded | ev.RunFailed | ev.RunLost):
+            counts["reconciled"] += 1
+        elif isinstance(e, ev.RetryPlanned):
+            counts["retries"] += 1
+        elif isinstance(e, ev.RunCancelled):
+            counts["cancelled"] += 1
+    return TickSummary(tick=tick, now=now, dispatch_limit=limit, more_due=more_due, **counts)
+
+
+def plan_tick(snapshot: Snapshot, now: int, exits: Sequence[RunExit] = ()) -> TickPlan:
+    """Decide one tick at clock reading `now`, given the runner exits observed since the last."""
+    # 1. load context
+    options = snapshot.options
+    tick = snapshot.counters.ticks + 1
+    exits = tuple(exits)
+    requests = snapshot.requests
+    header = ev.TickStarted(at=now, tick=tick, exits=exits,
+                            requests=tuple(r for r, _ in requests), decisions=0)
+    work = apply(snapshot, header)
+    decided: list[ev.Event] = []
+    commands: list[RunnerCommand] = []
+
+    def take(facts: Sequence[ev.Event], cmds: Sequence[RunnerCommand] = ()) -> None:
+        nonlocal work
+        if facts:
+            decided.extend(facts)
+            work = apply_all(work, facts)
+        commands.extend(cmds)
+
+    # 2. evaluate due: manual triggers first (they are few), then due schedules in batches
+    for request_id, schedule_id in requests:
+        take(*evaluate_request(work, request_id, schedule_id, now))
+    due = iter_due(snapshot, now)
+    batch = 0
+    more_due = False
+    for _, schedule_id in due:
+        if batch == options.batch_size:
+            more_due = True
+            break
+        state = work.schedules.get(schedule_id)
+        if state is not None:
+            take(*evaluate_schedule(work, state, now))
+        batch += 1
+
+    # 3-5. snapshot, then reconcile completed runs and expire timeouts; preparation (capacity)
+    # is computed after reconciliation so slots freed by this tick's exits are used at once.
+    # 5. reconcile completed runs and expire timeouts
+    take(reconcile_exits(work, exits, now))
+    timeout_facts, timeout_cmds = expire_timeouts(work, now)
+    take(timeout_facts, timeout_cmds)
+    limit = ready_dispatch_limit(work.options, work.active, work.fallback_active > 0)
+
+    # 6. dispatch ready entries
+    if limit > 0:
+        take(*dispatch(work, now, limit))
+
+    # 7-8. health is read off the snapshot by the caller; the summary counts the decisions
+    summary = _summarise(tick, now, decided, limit, more_due)
+    if not decided:
+        return TickPlan(events=(), commands=(), snapshot=snapshot, summary=summary)
+    header = attrs.evolve(header, decisions=len(decided))
+    return TickPlan(events=(header, *decided), commands=tuple(commands), snapshot=work,
+                    summary=summary)
+
+
+def next_wake(snapshot: Snapshot) -> int | None:
+    """The earliest instant a tick could decide something without a new observation."""
+    candidates = []
+    first_due = snapshot.due.first()
+    if first_due is not None:
+        candidates.append(first_due[0])
+    first_retry = snapshot.delayed.first()
+    if first_retry is not None:
+        candidates.append(first_retry[0])
+    candidates.extend(
+        run.deadline
+        for run in snapshot.runs.values()
+        if run.deadline is not None and run.cancelling is None
+    )
+    return min(candidates) if candidates else None
+

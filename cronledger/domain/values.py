@@ -1,0 +1,125 @@
+"""Frozen value objects: policies, targets, the schedule spec and the engine options."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import attrs
+
+from cronledger.domain.hours import Window
+from cronledger.domain.triggers import Trigger
+
+
+class MisfirePolicy(StrEnum):
+    """What to do with fire times that were missed (SEMANTICS §3)."""
+
+    SKIP = "skip"
+    CATCH_UP = "catch_up"
+
+
+class ConcurrencyPolicy(StrEnum):
+    """What to do when a schedule fires while its previous run is active (SEMANTICS §4)."""
+
+    FORBID = "forbid"
+    REPLACE = "replace"
+    QUEUE_ONE = "queue_one"
+    ALLOW = "allow"
+
+
+@attrs.frozen
+class Retry:
+    """Exponential retry: attempt n waits min(max_backoff, backoff * 2**(n-1)) after failing."""
+
+    max_attempts: int = 1
+    backoff_ms: int = 1000
+    max_backoff_ms: int = 3_600_000
+
+    def delay_after(self, failed_attempt: int) -> int:
+        """Backoff before the attempt that follows `failed_attempt` (1-based)."""
+        exponent = min(failed_attempt - 1, 62)
+        return int(min(self.max_backoff_ms, self.backoff_ms * (1 << exponent)))
+
+
+NO_RETRY = Retry()
+
+
+@attrs.frozen
+class Command:
+    """A subprocess target: argv only (never a shell), optional env, cwd and fallback argv."""
+
+    argv: tuple[str, ...] = attrs.field(converter=tuple)
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str | None = None
+    fallback: tuple[str, ...] | None = None
+
+
+@attrs.frozen
+class Call:
+    """An in-process callable registered with the engine under `name`."""
+
+    name: str
+
+
+Target = Command | Call
+
+
+@attrs.frozen(kw_only=True)
+class ScheduleSpec:
+    """Everything a user says about one schedule; validated at the edge (domain/validation.py)."""
+
+    id: str
+    trigger: Trigger
+    target: Target
+    concurrency: ConcurrencyPolicy
+    misfire: MisfirePolicy = MisfirePolicy.SKIP
+    misfire_grace_ms: int = 60_000
+    catch_up_window_ms: int | None = None
+    priority: int = 0
+    retry: Retry = NO_RETRY
+    timeout_ms: int | None = None
+    active_hours: Window | None = None
+    quiet_hours: Window | None = None
+    jitter_ms: int = 0
+    fire_limit: int | None = None
+    principal: str = "system:cron"
+
+
+@attrs.frozen(kw_only=True)
+class Options:
+    """Engine options; every change is an OptionsChanged fact (SEMANTICS §6)."""
+
+    max_workers: int = 16
+    max_per_tick: int = 512
+    slot_headroom: int = 0
+    fallback_headroom: int = 0
+    batch_size: int = 64
+    misfire_grace_ms: int = 60_000
+    draining: bool = False
+
+
+class ExitKind(StrEnum):
+    """How a run ended, as a runner observed it."""
+
+    EXITED = "exited"
+    SIGNALED = "signaled"
+    SPAWN_FAILED = "spawn_failed"
+    RAISED = "raised"
+    LOST = "lost"
+
+
+@attrs.frozen(kw_only=True)
+class RunExit:
+    """An observation: a runner saw run `run_id` end. The tick turns it into facts."""
+
+    run_id: str
+    kind: ExitKind
+    finished_at: int
+    exit_code: int | None = None
+    signal: int | None = None
+    stderr_tail: str = ""
+    stderr_dropped: int = 0
+    error: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.kind is ExitKind.EXITED and self.exit_code == 0

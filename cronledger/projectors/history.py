@@ -1,0 +1,98 @@
+"""Run history projector: one record per run, from assignment to outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+from immutables import Map
+
+from cronledger.domain import events as ev
+from cronledger.domain.evolve import evolve
+
+
+@attrs.frozen(kw_only=True)
+class RunRecord:
+    seq: int
+    run_id: str
+    entry_id: str
+    schedule_id: str | None
+    attempt: int
+    scheduled_for: int | None
+    assigned_at: int
+    argv: tuple[str, ...]
+    call: str | None
+    started_at: int | None = None
+    pid: int | None = None
+    fallback: bool = False
+    finished_at: int | None = None
+    outcome: str = "assigned"
+    reason: str | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    duration_ms: int | None = None
+    stderr_tail: str = ""
+    error: str = ""
+    cancel_reason: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class History:
+    """Runs by id (`seq` is the assignment order) and what each entry belongs to."""
+
+    runs: Map[str, RunRecord] = attrs.field(factory=Map)
+    count: int = 0
+    entries: Map[str, tuple[str | None, int | None]] = attrs.field(factory=Map)
+
+    def for_schedule(self, schedule_id: str | None) -> list[RunRecord]:
+        records = sorted(self.runs.values(), key=lambda r: r.seq)
+        if schedule_id is None:
+            return records
+        return [r for r in records if r.schedule_id == schedule_id]
+
+
+EMPTY_HISTORY = History()
+
+
+def _finish(h: History, run_id: str, **changes: object) -> History:
+    record = h.runs.get(run_id)
+    if record is None:
+        return h
+    return evolve(h, runs=h.runs.set(run_id, evolve(record, **changes)))
+
+
+def apply(h: History, e: ev.Event) -> History:
+    """Fold one event into the run history."""
+    if isinstance(e, ev.FireRecorded):
+        return evolve(h, entries=h.entries.set(e.entry_id, (e.schedule_id, e.nominal)))
+    if isinstance(e, ev.EntryQueued):
+        return evolve(h, entries=h.entries.set(e.entry_id, (None, e.at)))
+    if isinstance(e, ev.RunAssigned):
+        schedule_id, nominal = h.entries.get(e.entry_id, (None, None))
+        record = RunRecord(seq=h.count + 1, run_id=e.run_id, entry_id=e.entry_id, schedule_id=schedule_id,
+                           attempt=e.attempt, scheduled_for=nominal, assigned_at=e.at,
+                           argv=e.argv, call=e.call)
+        return evolve(h, runs=h.runs.set(e.run_id, record), count=h.count + 1)
+    if isinstance(e, ev.RunStarted):
+        return _finish(h, e.run_id, started_at=e.at, pid=e.pid, fallback=e.fallback,
+                       outcome="running")
+    if isinstance(e, ev.RunCancelled):
+        return _finish(h, e.run_id, cancel_reason=e.reason)
+    if isinstance(e, ev.RunSucceeded):
+        return _finish(h, e.run_id, finished_at=e.at, outcome="succeeded", exit_code=e.exit_code,
+                       duration_ms=e.duration_ms, stderr_tail=e.stderr_tail)
+    if isinstance(e, ev.RunFailed):
+        return _finish(h, e.run_id, finished_at=e.at, outcome="failed", reason=e.reason,
+                       exit_code=e.exit_code, signal=e.signal, duration_ms=e.duration_ms,
+                       stderr_tail=e.stderr_tail, error=e.error)
+    if isinstance(e, ev.RunLost):
+        return _finish(h, e.run_id, finished_at=e.at, outcome="lost", reason="lost",
+                       error=e.detail)
+    return h
+
+
+def project(events: Iterable[ev.Event]) -> History:
+    h = EMPTY_HISTORY
+    for e in events:
+        h = apply(h, e)
+    return h
