@@ -36,8 +36,9 @@ def decide_concurrency(
     opened = snapshot.open_entries(schedule_id)
     if not opened:
         return ConcurrencyDecision(Action.QUEUE)
-    active = [e for e in opened if e.status is EntryStatus.ASSIGNED]
-    waiting = [e for e in opened if e.status is not EntryStatus.ASSIGNED]
+    # A retrying entry continues its task: it counts as the active one, not as waiting.
+    active = [e for e in opened if e.status is EntryStatus.ASSIGNED or e.attempt > 1]
+    waiting = [e for e in opened if e.status is not EntryStatus.ASSIGNED and e.attempt == 1]
 
     if policy is ConcurrencyPolicy.FORBID:
         # A waiting entry will run later, so a second one would overlap it: skip as well.

@@ -118,9 +118,10 @@ def _remove_entry(s: Snapshot, entry_id: str) -> Snapshot:
     sid = entry.schedule_id
     if sid is not None:
         remaining = tuple(e for e in s.open_by_schedule.get(sid, ()) if e != entry_id)
-        opened = (s.open_by_schedule.set(sid, remaining) if remaining
-                  else s.open_by_schedule.delete(sid))
-        s = evolve(s, open_by_schedule=opened)
+        if remaining:
+            s = evolve(s, open_by_schedule=s.open_by_schedule.set(sid, remaining))
+        elif sid in s.open_by_schedule:
+            s = evolve(s, open_by_schedule=s.open_by_schedule.delete(sid))
     return s
 
 
@@ -185,9 +186,21 @@ def _schedule_removed(s: Snapshot, e: ev.ScheduleRemoved) -> Snapshot:
     old = s.schedules.get(e.schedule_id)
     if old is None:
         return s
-    due = s.due.remove((old.wake_at, e.schedule_id)) if old.wake_at is not None else s.due
-    requests = tuple(r for r in s.requests if r[1] != e.schedule_id)
-    return evolve(s, schedules=s.schedules.delete(e.schedule_id), due=due, requests=requests)
+    sid = e.schedule_id
+    due = s.due.remove((old.wake_at, sid)) if old.wake_at is not None else s.due
+    requests = tuple(r for r in s.requests if r[1] != sid)
+    # Runs still going belong to no schedule now, so a schedule re-added under the same id
+    # starts with a clean slate.
+    entries, runs = s.entries, s.runs
+    for entry_id in s.open_by_schedule.get(sid, ()):
+        entry = entries[entry_id]
+        entries = entries.set(entry_id, evolve(entry, schedule_id=None))
+        run = runs.get(entry.run_id) if entry.run_id is not None else None
+        if run is not None:
+            runs = runs.set(run.run_id, evolve(run, schedule_id=None))
+    opened = s.open_by_schedule.delete(sid) if sid in s.open_by_schedule else s.open_by_schedule
+    return evolve(s, schedules=s.schedules.delete(sid), due=due, requests=requests,
+                  entries=entries, runs=runs, open_by_schedule=opened)
 
 
 @_on(ev.TriggerRequested)

@@ -1,0 +1,93 @@
+"""Due evaluation and misfire policies (SEMANTICS §3)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cronledger.domain import events as ev
+from cronledger.domain.triggers import Every
+from cronledger.domain.values import MisfirePolicy
+from tests.harness import MINUTE, SECOND, T0, World, spec
+
+
+def _offline_then_tick(policy: MisfirePolicy, gap: int, **kw: object) -> World:
+    w = World()
+    w.add(spec("job", misfire=policy, **kw))
+    w.clock.advance(gap)
+    w.tick()
+    return w
+
+
+def test_skip_records_late_fires_as_one_missed_fact_and_runs_the_on_time_one() -> None:
+    w = _offline_then_tick(MisfirePolicy.SKIP, 10 * MINUTE + 5 * SECOND)
+    [missed] = w.of(ev.FireMissed)
+    assert (missed.count, missed.first, missed.last) == (9, T0 + MINUTE, T0 + 9 * MINUTE)
+    [fired] = w.of(ev.FireRecorded)
+    assert (fired.nominal, fired.represents, fired.late_ms) == (T0 + 10 * MINUTE, 1, 5 * SECOND)
+    assert w.snapshot.schedules["job"].next_fire_at == T0 + 11 * MINUTE
+
+
+def test_skip_with_no_fire_on_time_runs_nothing() -> None:
+    w = _offline_then_tick(MisfirePolicy.SKIP, 10 * MINUTE + 30 * SECOND,
+                           misfire_grace_ms=20 * SECOND)
+    [missed] = w.of(ev.FireMissed)
+    assert (missed.count, missed.last, missed.grace_ms) == (10, T0 + 10 * MINUTE, 20 * SECOND)
+    assert w.of(ev.FireRecorded) == []
+    assert w.snapshot.schedules["job"].next_fire_at == T0 + 11 * MINUTE
+
+
+def test_catch_up_represents_every_missed_fire_by_exactly_one_run() -> None:
+    w = _offline_then_tick(MisfirePolicy.CATCH_UP, 10 * MINUTE + 5 * SECOND)
+    assert w.of(ev.FireMissed) == []
+    [fired] = w.of(ev.FireRecorded)
+    assert (fired.nominal, fired.represents) == (T0 + 10 * MINUTE, 10)
+    assert len(w.runner.started) == 1
+
+
+def test_catch_up_window_skips_fires_older_than_the_window() -> None:
+    w = _offline_then_tick(
+        MisfirePolicy.CATCH_UP, 10 * MINUTE + 5 * SECOND, catch_up_window_ms=3 * MINUTE
+    )
+    [missed] = w.of(ev.FireMissed)
+    assert (missed.count, missed.first, missed.last) == (7, T0 + MINUTE, T0 + 7 * MINUTE)
+    [fired] = w.of(ev.FireRecorded)
+    assert fired.represents == 3
+
+
+def test_a_punctual_engine_misses_nothing_and_never_drifts() -> None:
+    w = World()
+    w.add(spec("job", trigger=Every(7 * SECOND, T0)))
+    w.run_until(T0 + 10 * MINUTE, step=SECOND)
+    fires = [f.nominal for f in w.of(ev.FireRecorded)]
+    assert fires == [T0 + k * 7 * SECOND for k in range(1, len(fires) + 1)]
+    assert len(fires) == (10 * MINUTE) // (7 * SECOND)
+    assert w.of(ev.FireMissed) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    interval=st.integers(1, 600).map(lambda s: s * SECOND),
+    grace=st.integers(0, 300).map(lambda s: s * SECOND),
+    gap=st.integers(0, 3 * 3600).map(lambda s: s * SECOND),
+    policy=st.sampled_from(MisfirePolicy),
+)
+def test_every_fire_time_is_accounted_for_exactly_once(
+    interval: int, grace: int, gap: int, policy: MisfirePolicy
+) -> None:
+    w = World()
+    w.add(spec("job", trigger=Every(interval, T0), misfire=policy, misfire_grace_ms=grace))
+    w.clock.advance(gap)
+    w.tick()
+    expected = gap // interval  # brute force: fire times T0+k*interval in (T0, T0+gap]
+    fired = w.of(ev.FireRecorded)
+    missed = sum(m.count for m in w.of(ev.FireMissed))
+    assert len(fired) <= 1
+    assert missed + sum(f.represents for f in fired) == expected
+    if policy is MisfirePolicy.CATCH_UP:
+        assert missed == 0
+    elif expected:
+        last_late = gap - (gap // interval) * interval
+        assert (len(fired) == 1) == (last_late <= grace)
+    nxt = w.snapshot.schedules["job"].next_fire_at
+    assert nxt is not None and nxt > w.now and nxt - interval <= w.now

@@ -1,0 +1,96 @@
+"""Completion reconciliation and retries (SEMANTICS §8)."""
+
+from __future__ import annotations
+
+from cronledger.adapters.fake_runner import Script
+from cronledger.domain import events as ev
+from cronledger.domain.reconcile import reconcile_exits
+from cronledger.domain.state import EntryStatus
+from cronledger.domain.tick import plan_tick
+from cronledger.domain.values import ExitKind, Retry, RunExit
+from cronledger.projectors import tasks
+from cronledger.projectors.tasks import TaskStatus
+from tests.harness import MINUTE, SECOND, T0, World, spec
+
+
+def test_success_marks_the_task_done_and_removes_the_entry() -> None:
+    w = World(Script(5 * SECOND, 0))
+    w.add(spec("job"))
+    w.run_until(T0 + MINUTE + 5 * SECOND)
+    [ok] = w.of(ev.RunSucceeded)
+    assert ok.duration_ms == 5 * SECOND
+    assert ok.entry_id not in w.snapshot.entries
+    assert tasks.project(w.log)[ok.entry_id] is TaskStatus.DONE
+    assert w.snapshot.schedules["job"].last_outcome == "succeeded"
+
+
+def test_failure_without_retries_left_blocks_the_task() -> None:
+    w = World(Script(SECOND, 3, stderr="boom"))
+    w.add(spec("job"))
+    w.run_until(T0 + MINUTE + SECOND)
+    [failed] = w.of(ev.RunFailed)
+    assert (failed.reason, failed.exit_code, failed.final, failed.stderr_tail) == (
+        "exit", 3, True, "boom")
+    assert tasks.project(w.log)[failed.entry_id] is TaskStatus.BLOCKED
+    assert w.snapshot.schedules["job"].consecutive_failures == 1
+
+
+def test_retries_back_off_exponentially_up_to_the_cap_then_block() -> None:
+    w = World(Script(0, 1))
+    w.add(spec("job", retry=Retry(max_attempts=5, backoff_ms=10 * SECOND,
+                                  max_backoff_ms=25 * SECOND)))
+    w.run_until(T0 + 3 * MINUTE)
+    retries = w.of(ev.RetryPlanned)
+    assert [(r.attempt, r.not_before - r.at) for r in retries] == [
+        (2, 10 * SECOND), (3, 20 * SECOND), (4, 25 * SECOND), (5, 25 * SECOND)]
+    starts = [c.attempt for c in w.runner.started if c.entry_id == retries[0].entry_id]
+    assert starts == [1, 2, 3, 4, 5]
+    fails = [f for f in w.of(ev.RunFailed) if f.entry_id == retries[0].entry_id]
+    assert [f.final for f in fails] == [False, False, False, False, True]
+    # each retry starts no earlier than its not_before
+    for retry in retries:
+        [assigned] = [a for a in w.of(ev.RunAssigned)
+                      if a.entry_id == retry.entry_id and a.attempt == retry.attempt]
+        assert assigned.at >= retry.not_before
+
+
+def test_a_timeout_cancels_the_run_and_counts_as_a_failure_that_retries() -> None:
+    w = World(Script(10 * MINUTE, 0))
+    w.add(spec("job", timeout_ms=30 * SECOND, retry=Retry(2, SECOND)))
+    w.run_until(T0 + MINUTE + 31 * SECOND)
+    [cancel] = w.of(ev.RunCancelled)
+    assert (cancel.reason, cancel.at) == ("timeout", T0 + MINUTE + 30 * SECOND)
+    [failed] = w.of(ev.RunFailed)
+    assert (failed.reason, failed.final) == ("timeout", False)
+    assert w.of(ev.RetryPlanned)[0].attempt == 2
+
+
+def test_an_exit_for_a_run_already_reconciled_decides_nothing() -> None:
+    w = World(Script(SECOND, 0))
+    w.add(spec("job"))
+    w.run_until(T0 + MINUTE + SECOND)
+    [ok] = w.of(ev.RunSucceeded)
+    again = RunExit(run_id=ok.run_id, kind=ExitKind.EXITED, finished_at=w.now, exit_code=0)
+    assert reconcile_exits(w.snapshot, [again, again], w.now) == []
+    assert plan_tick(w.snapshot, w.now, [again]).events == ()
+
+
+def test_a_lost_run_is_recorded_and_handled_by_the_retry_policy() -> None:
+    w = World(Script(10 * MINUTE, 0))
+    w.add(spec("job", retry=Retry(2, SECOND)))
+    w.run_until(T0 + MINUTE)
+    [assigned] = w.of(ev.RunAssigned)
+    lost = RunExit(run_id=assigned.run_id, kind=ExitKind.LOST, finished_at=w.now,
+                   error="daemon restarted; no exit status")
+    plan = plan_tick(w.snapshot, w.now + SECOND, [lost])
+    kinds = [type(e).__name__ for e in plan.events]
+    assert kinds[:3] == ["TickStarted", "RunLost", "RetryPlanned"]
+    assert plan.snapshot.entries[assigned.entry_id].status is EntryStatus.PENDING
+
+
+def test_a_huge_stderr_is_bounded_to_its_tail() -> None:
+    w = World(Script(SECOND, 1, stderr="x" * 100_000 + "END"))
+    w.add(spec("job"))
+    w.run_until(T0 + MINUTE + SECOND)
+    [failed] = w.of(ev.RunFailed)
+    assert len(failed.stderr_tail) == 4096 and failed.stderr_tail.endswith("END")

@@ -1,0 +1,115 @@
+"""Validation at the edge: one exception hierarchy, messages that name the field and the fix."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from cronledger.domain import commands as cmd
+from cronledger.domain.durations import parse_duration
+from cronledger.domain.instants import parse_instant, to_ms
+from cronledger.domain.triggers import At, Cron, Every
+from cronledger.domain.values import Command, Options
+from cronledger.errors import (
+    CronledgerError,
+    DuplicateSchedule,
+    InvalidInput,
+    UnknownEntry,
+    UnknownSchedule,
+)
+from tests.harness import T0, World, spec
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "words"),
+    [
+        ({"trigger": Cron("61 * * * *")}, "trigger.expr", "minute"),
+        ({"trigger": Cron("0 25 * * *")}, "trigger.expr", "hour"),
+        ({"trigger": Cron("0 0 * * * *")}, "trigger.expr", "5"),
+        ({"trigger": Cron("")}, "trigger.expr", "empty"),
+        ({"trigger": Cron("0 9 * * *", "Mars/Olympus")}, "trigger.timezone", "Mars/Olympus"),
+        ({"trigger": Every(0, T0)}, "trigger.interval", ""),
+        ({"trigger": Every(500, T0)}, "trigger.interval", ""),
+        ({"trigger": At(T0 - 1)}, "trigger.at", "past"),
+        ({"target": Command(())}, "target.argv", "empty"),
+        ({"priority": -1}, "priority", "negative"),
+        ({"misfire_grace_ms": -5}, "misfire_grace", "negative"),
+        ({"fire_limit": 0}, "fire_limit", ""),
+        ({"principal": "alice"}, "principal", "user:NAME"),
+    ],
+)
+def test_a_bad_spec_is_rejected_naming_the_field(
+    kwargs: dict[str, object], field: str, words: str
+) -> None:
+    w = World()
+    with pytest.raises(InvalidInput) as caught:
+        w.add(spec("job", **kwargs))  # type: ignore[arg-type]
+    assert caught.value.field == field
+    assert words in str(caught.value)
+    assert isinstance(caught.value, CronledgerError)
+    assert w.log == [], "nothing is recorded for bad input"
+
+
+def test_a_bad_schedule_id_is_rejected() -> None:
+    with pytest.raises(InvalidInput, match="id"):
+        World().add(spec("has space"))
+
+
+def test_a_duplicate_id_is_rejected() -> None:
+    w = World()
+    w.add(spec("job"))
+    with pytest.raises(DuplicateSchedule, match="already exists"):
+        w.add(spec("job"))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [cmd.PauseSchedule("nope"), cmd.ResumeSchedule("nope"), cmd.RemoveSchedule("nope"),
+     cmd.TriggerSchedule("nope"), cmd.UpdateSchedule(spec("nope"))],
+)
+def test_an_unknown_schedule_id_is_rejected(command: cmd.UserCommand) -> None:
+    with pytest.raises(UnknownSchedule, match="unknown schedule 'nope'"):
+        World().do(command)
+
+
+def test_unknown_entries_and_negative_headroom_are_rejected() -> None:
+    w = World()
+    with pytest.raises(UnknownEntry):
+        w.do(cmd.ReleaseEntry("task-9"))
+    with pytest.raises(InvalidInput, match="slot_headroom"):
+        w.do(cmd.ChangeOptions(Options(slot_headroom=-1)))
+    with pytest.raises(InvalidInput, match="max_workers"):
+        w.do(cmd.ChangeOptions(Options(max_workers=0)))
+
+
+def test_a_naive_datetime_is_an_error_not_a_guess() -> None:
+    with pytest.raises(InvalidInput, match="naive"):
+        to_ms(datetime(2026, 1, 1, 9, 0))  # noqa: DTZ001
+    with pytest.raises(InvalidInput, match="naive"):
+        parse_instant("2026-01-01T09:00:00")
+    assert parse_instant("2026-01-01T00:00:00Z") == T0
+
+
+@pytest.mark.parametrize(("text", "ms"), [("250ms", 250), ("90s", 90_000), ("1h30m", 5_400_000),
+                                          ("2d", 172_800_000), ("15", 15_000)])
+def test_durations_parse(text: str, ms: int) -> None:
+    assert parse_duration(text) == ms
+
+
+@pytest.mark.parametrize("text", ["", "5x", "m5", "1.5h", "-3s"])
+def test_bad_durations_say_what_a_duration_looks_like(text: str) -> None:
+    with pytest.raises(InvalidInput, match="90s"):
+        parse_duration(text)
+
+
+def test_commands_that_change_nothing_record_nothing() -> None:
+    w = World()
+    w.add(spec("job"))
+    before = len(w.log)
+    assert w.do(cmd.ResumeSchedule("job")) == ()
+    assert w.do(cmd.UpdateSchedule(spec("job"))) == ()
+    assert w.do(cmd.ChangeOptions(Options())) == ()
+    w.do(cmd.PauseSchedule("job"))
+    assert w.do(cmd.PauseSchedule("job")) == ()
+    assert len(w.log) == before + 1
