@@ -37,11 +37,15 @@ def command(*argv: str) -> Command:
     return Command(argv)
 
 
+DEFAULT_SCRIPT = Script()
+
+
 class World:
     """Drives plan_tick like the engine does, with everything in memory and virtual time."""
 
-    def __init__(self, script: Script | Callable[[cmd.StartRun], Script] = Script(),
-                 start: int = T0) -> None:
+    def __init__(
+        self, script: Script | Callable[[cmd.StartRun], Script] = DEFAULT_SCRIPT, start: int = T0
+    ) -> None:
         self.clock = FakeClock(start)
         self.runner = FakeRunner(script)
         self.snapshot: Snapshot = EMPTY

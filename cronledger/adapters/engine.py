@@ -27,8 +27,9 @@ MAX_CONFLICT_RETRIES = 50
 class Engine:
     """Ledger + clock + runner. `tick()` runs one tick; `execute()` carries out a user command."""
 
-    def __init__(self, ledger: Ledger, clock: Clock | None = None,
-                 runner: Runner | None = None) -> None:
+    def __init__(
+        self, ledger: Ledger, clock: Clock | None = None, runner: Runner | None = None
+    ) -> None:
         self.ledger = ledger
         self.clock: Clock = clock or SystemClock()
         self.runner = runner

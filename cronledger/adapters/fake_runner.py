@@ -34,8 +34,9 @@ class _Running:
 class FakeRunner:
     """Starts nothing; reports each run's scripted exit once the clock has passed it."""
 
-    def __init__(self, script: Scripter | Script = Script()) -> None:
-        self._script: Scripter = script if callable(script) else (lambda _cmd, s=script: s)
+    def __init__(self, script: Scripter | Script | None = None) -> None:
+        fixed = script if isinstance(script, Script) else Script()
+        self._script: Scripter = script if callable(script) else (lambda _cmd: fixed)
         self._running: dict[str, _Running] = {}
         self.started: list[StartRun] = []
         self.cancelled: list[CancelRun] = []
@@ -86,7 +87,12 @@ class FakeRunner:
             if killed:
                 exit = RunExit(run_id=run_id, kind=ExitKind.SIGNALED, finished_at=t, signal=15)
             else:
-                exit = RunExit(run_id=run_id, kind=ExitKind.EXITED, finished_at=t,
-                               exit_code=r.script.exit_code, stderr_tail=r.script.stderr)
+                exit = RunExit(
+                    run_id=run_id,
+                    kind=ExitKind.EXITED,
+                    finished_at=t,
+                    exit_code=r.script.exit_code,
+                    stderr_tail=r.script.stderr,
+                )
             exits.append(exit)
         return exits

@@ -71,12 +71,26 @@ def dispatch(snapshot: Snapshot, now: int, limit: int) -> tuple[list[ev.Event], 
             call = target.name
         deadline = now + entry.timeout_ms if entry.timeout_ms is not None else None
         events.append(
-            ev.RunAssigned(at=now, run_id=run_id, entry_id=entry.id, attempt=entry.attempt,
-                           argv=argv, call=call, deadline=deadline)
+            ev.RunAssigned(
+                at=now,
+                run_id=run_id,
+                entry_id=entry.id,
+                attempt=entry.attempt,
+                argv=argv,
+                call=call,
+                deadline=deadline,
+            )
         )
         commands.append(
-            StartRun(run_id=run_id, entry_id=entry.id, schedule_id=entry.schedule_id,
-                     attempt=entry.attempt, target=target, argv=argv,
-                     scheduled_for=scheduled_for, deadline=deadline)
+            StartRun(
+                run_id=run_id,
+                entry_id=entry.id,
+                schedule_id=entry.schedule_id,
+                attempt=entry.attempt,
+                target=target,
+                argv=argv,
+                scheduled_for=scheduled_for,
+                deadline=deadline,
+            )
         )
     return events, commands

@@ -17,16 +17,6 @@ from cronledger.domain.triggers import next_fire_after
 Decision = tuple[list[ev.Event], list[CancelRun]]
 
 
-def due_schedule_ids(snapshot: Snapshot, now: int, limit: int) -> list[str]:
-    """Up to `limit` due schedules, ordered by due time, then id."""
-    out: list[str] = []
-    for _, schedule_id in snapshot.due.iter_upto((now, "\U0010ffff")):
-        out.append(schedule_id)
-        if len(out) == limit:
-            break
-    return out
-
-
 def iter_due(snapshot: Snapshot, now: int) -> Iterator[tuple[int, str]]:
     return snapshot.due.iter_upto((now, "\U0010ffff"))
 
@@ -52,23 +42,45 @@ def _fire(
     out: list[ev.Event] = list(cancels)
     if decision.action is Action.SKIP:
         out.append(
-            ev.FireSkipped(at=now, schedule_id=spec.id, nominal=nominal, reason=decision.reason,
-                           request_id=request, next_fire_at=next_fire, due_at=next_due)
+            ev.FireSkipped(
+                at=now,
+                schedule_id=spec.id,
+                nominal=nominal,
+                reason=decision.reason,
+                request_id=request,
+                next_fire_at=next_fire,
+                due_at=next_due,
+            )
         )
     elif decision.action is Action.COALESCE:
         assert decision.into is not None
         out.append(
-            ev.FireCoalesced(at=now, schedule_id=spec.id, nominal=nominal,
-                             into_entry_id=decision.into, request_id=request,
-                             next_fire_at=next_fire, due_at=next_due)
+            ev.FireCoalesced(
+                at=now,
+                schedule_id=spec.id,
+                nominal=nominal,
+                into_entry_id=decision.into,
+                request_id=request,
+                next_fire_at=next_fire,
+                due_at=next_due,
+            )
         )
     else:
         entry_id = ids.fire_entry_id(spec.id, nominal) if request is None else request
         hold = decision.reason if decision.action is Action.HOLD else None
         out.append(
-            ev.FireRecorded(at=now, schedule_id=spec.id, nominal=nominal, entry_id=entry_id,
-                            represents=represents, late_ms=late_ms, hold=hold,
-                            request_id=request, next_fire_at=next_fire, due_at=next_due)
+            ev.FireRecorded(
+                at=now,
+                schedule_id=spec.id,
+                nominal=nominal,
+                entry_id=entry_id,
+                represents=represents,
+                late_ms=late_ms,
+                hold=hold,
+                request_id=request,
+                next_fire_at=next_fire,
+                due_at=next_due,
+            )
         )
     return out, commands
 
@@ -101,12 +113,20 @@ def evaluate_schedule(snapshot: Snapshot, state: ScheduleState, now: int) -> Dec
     if outcome.missed:
         assert outcome.missed_first is not None and outcome.missed_last is not None
         out.append(
-            ev.FireMissed(at=now, schedule_id=spec.id, count=outcome.missed,
-                          first=outcome.missed_first, last=outcome.missed_last, grace_ms=grace,
-                          next_fire_at=advance[0], due_at=advance[1])
+            ev.FireMissed(
+                at=now,
+                schedule_id=spec.id,
+                count=outcome.missed,
+                first=outcome.missed_first,
+                last=outcome.missed_last,
+                grace_ms=grace,
+                next_fire_at=advance[0],
+                due_at=advance[1],
+            )
         )
     if outcome.fire is None:
         return out, []
-    fired, commands = _fire(snapshot, state, now, outcome.fire, outcome.represents,
-                            outcome.late_ms, None, advance)
+    fired, commands = _fire(
+        snapshot, state, now, outcome.fire, outcome.represents, outcome.late_ms, None, advance
+    )
     return out + fired, commands

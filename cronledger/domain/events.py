@@ -1,4 +1,4 @@
-"""Events: the facts in the ledger, past tense. Each carries `at`, the clock reading of its decision.
+"""Events: the facts in the ledger, past tense; each carries `at`, its decision's clock reading.
 
 Events are `attrs.frozen(slots=False)` because stored events are rebuilt by setting `__dict__`
 (no `__init__`, so no validators on load: validate at the edge). Bump `class_version` and add an
@@ -13,10 +13,8 @@ import attrs
 
 from cronledger.domain.values import Options, RunExit, ScheduleSpec, Target
 
-event = attrs.frozen(kw_only=True, slots=False)
 
-
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class Event:
     """Base of all facts."""
 
@@ -27,39 +25,39 @@ class Event:
 # --- schedules (appended by the API, one batch per command) ---------------------------------
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class ScheduleAdded(Event):
     spec: ScheduleSpec
     next_fire_at: int | None
     due_at: int | None
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class ScheduleUpdated(Event):
     spec: ScheduleSpec
     next_fire_at: int | None
     due_at: int | None
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class SchedulePaused(Event):
     schedule_id: str
     reason: str = ""
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class ScheduleResumed(Event):
     schedule_id: str
     next_fire_at: int | None
     due_at: int | None
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class ScheduleRemoved(Event):
     schedule_id: str
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class TriggerRequested(Event):
     """A manual trigger, durable at once; the next tick consumes it."""
 
@@ -67,7 +65,7 @@ class TriggerRequested(Event):
     request_id: str
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class OptionsChanged(Event):
     options: Options
     changed: tuple[str, ...]
@@ -76,7 +74,7 @@ class OptionsChanged(Event):
 # --- the tick header ------------------------------------------------------------------------
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class TickStarted(Event):
     """Opens a tick's batch: its clock reading, the observations it consumed, its fact count."""
 
@@ -89,7 +87,7 @@ class TickStarted(Event):
 # --- due evaluation (§3, §4) ----------------------------------------------------------------
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class FireRecorded(Event):
     """A fire produced a queue entry (Pending, or Held when `hold` is set)."""
 
@@ -104,7 +102,7 @@ class FireRecorded(Event):
     due_at: int | None
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class FireSkipped(Event):
     schedule_id: str
     nominal: int
@@ -114,7 +112,7 @@ class FireSkipped(Event):
     due_at: int | None
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class FireCoalesced(Event):
     schedule_id: str
     nominal: int
@@ -124,7 +122,7 @@ class FireCoalesced(Event):
     due_at: int | None
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class FireDeferred(Event):
     """A due fire outside the allowed hours; the schedule stays due until `until`."""
 
@@ -133,7 +131,7 @@ class FireDeferred(Event):
     until: int
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class FireMissed(Event):
     """Fire times that produce no run (late under SKIP, or older than the catch-up window)."""
 
@@ -149,7 +147,7 @@ class FireMissed(Event):
 # --- the dispatch queue (§5) ----------------------------------------------------------------
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class EntryQueued(Event):
     """A task submitted without a schedule (the durable job queue)."""
 
@@ -164,19 +162,19 @@ class EntryQueued(Event):
     principal: str
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class EntryHeld(Event):
     entry_id: str
     reason: str
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class EntryReleased(Event):
     entry_id: str
     reason: str
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class EntryCancelled(Event):
     """A waiting entry that will never run (operator cancel, schedule removed)."""
 
@@ -187,7 +185,7 @@ class EntryCancelled(Event):
 # --- runs (§7, §8) --------------------------------------------------------------------------
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class RunAssigned(Event):
     """Write-ahead intent: durable before the process is spawned."""
 
@@ -199,14 +197,14 @@ class RunAssigned(Event):
     deadline: int | None
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class RunStarted(Event):
     run_id: str
     pid: int | None
     fallback: bool
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class RunCancelled(Event):
     """The run is being stopped (replaced, timeout, operator); it stays active until it exits."""
 
@@ -214,7 +212,7 @@ class RunCancelled(Event):
     reason: str
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class RunSucceeded(Event):
     run_id: str
     entry_id: str
@@ -223,7 +221,7 @@ class RunSucceeded(Event):
     stderr_tail: str
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class RunFailed(Event):
     """`final` is True when no retry follows: the task is blocked (or cancelled)."""
 
@@ -238,7 +236,7 @@ class RunFailed(Event):
     final: bool
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class RunLost(Event):
     """A run the engine can no longer account for (e.g. its daemon died before it started)."""
 
@@ -248,7 +246,7 @@ class RunLost(Event):
     final: bool
 
 
-@event
+@attrs.frozen(kw_only=True, slots=False)
 class RetryPlanned(Event):
     entry_id: str
     attempt: int

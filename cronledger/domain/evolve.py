@@ -17,7 +17,7 @@ def evolve(obj: T, **changes: Any) -> T:
     cls = type(obj)
     names = _FIELDS.get(cls)
     if names is None:
-        names = _FIELDS[cls] = tuple(a.name for a in attrs.fields(cls))
+        names = _FIELDS[cls] = tuple(a.name for a in attrs.fields(cls))  # type: ignore[arg-type]
     new = object.__new__(cls)
     for name in names:
         _set(new, name, changes[name] if name in changes else getattr(obj, name))

@@ -135,11 +135,13 @@ def _submit(snapshot: Snapshot, command: cmd.SubmitTask, now: int) -> ev.EntryQu
     if command.priority < 0:
         raise InvalidInput("priority", f"{command.priority} is negative", "use 0 or more")
     if command.max_attempts < 1:
-        raise InvalidInput("max_attempts", f"{command.max_attempts} is less than 1",
-                           "use 1 for no retry")
+        raise InvalidInput(
+            "max_attempts", f"{command.max_attempts} is less than 1", "use 1 for no retry"
+        )
     if command.timeout_ms is not None and command.timeout_ms <= 0:
-        raise InvalidInput("timeout", f"{command.timeout_ms} is not positive",
-                           "use a positive duration or none")
+        raise InvalidInput(
+            "timeout", f"{command.timeout_ms} is not positive", "use a positive duration or none"
+        )
     return ev.EntryQueued(
         at=now,
         entry_id=ids.task_entry_id(snapshot.position + 1),

@@ -24,7 +24,9 @@ class MisfireOutcome:
 def horizon(spec: ScheduleSpec, first: int, now: int) -> int:
     """The last fire time in [first, now] that is due (t + jitter(t) <= now); `first` is due."""
     last = fires_between(spec.trigger, first, now)[1]
-    while last is not None and last > first and last + jitter_ms(spec.id, last, spec.jitter_ms) > now:
+    while (
+        last is not None and last > first and last + jitter_ms(spec.id, last, spec.jitter_ms) > now
+    ):
         last = fires_between(spec.trigger, first, last - 1)[1]
     return first if last is None else last
 

@@ -30,11 +30,10 @@ def _release_waiting(snapshot: Snapshot, entry: Entry, now: int) -> list[ev.Even
     """A QUEUE_ONE entry held behind this one goes Pending when this one completes."""
     if entry.schedule_id is None:
         return []
-    return [
-        ev.EntryReleased(at=now, entry_id=other.id, reason="previous_run_finished")
-        for other in snapshot.open_entries(entry.schedule_id)
-        if other.status is EntryStatus.HELD and other.hold_reason == AWAITING_PREVIOUS_RUN
-    ][:1]
+    for other in snapshot.open_entries(entry.schedule_id):
+        if other.status is EntryStatus.HELD and other.hold_reason == AWAITING_PREVIOUS_RUN:
+            return [ev.EntryReleased(at=now, entry_id=other.id, reason="previous_run_finished")]
+    return []
 
 
 def reconcile_exit(snapshot: Snapshot, exit: RunExit, now: int) -> list[ev.Event]:
@@ -48,35 +47,52 @@ def reconcile_exit(snapshot: Snapshot, exit: RunExit, now: int) -> list[ev.Event
     tail = exit.stderr_tail[-STDERR_TAIL_MAX:]
     if exit.succeeded:
         out: list[ev.Event] = [
-            ev.RunSucceeded(at=now, run_id=run.run_id, entry_id=run.entry_id, exit_code=0,
-                            duration_ms=duration, stderr_tail=tail)
+            ev.RunSucceeded(
+                at=now,
+                run_id=run.run_id,
+                entry_id=run.entry_id,
+                exit_code=0,
+                duration_ms=duration,
+                stderr_tail=tail,
+            )
         ]
         return out + (_release_waiting(snapshot, entry, now) if entry else [])
 
     reason = failure_reason(run, exit)
-    retry = (
-        entry is not None
-        and reason != "cancelled"
-        and entry.attempt < entry.max_attempts
-    )
+    retry = entry is not None and reason != "cancelled" and entry.attempt < entry.max_attempts
     final = not retry
     out = []
     if reason == "lost":
-        out.append(ev.RunLost(at=now, run_id=run.run_id, entry_id=run.entry_id,
-                              detail=exit.error, final=final))
+        out.append(
+            ev.RunLost(
+                at=now, run_id=run.run_id, entry_id=run.entry_id, detail=exit.error, final=final
+            )
+        )
     else:
         out.append(
-            ev.RunFailed(at=now, run_id=run.run_id, entry_id=run.entry_id, reason=reason,
-                         exit_code=exit.exit_code, signal=exit.signal, duration_ms=duration,
-                         stderr_tail=tail, error=exit.error, final=final)
+            ev.RunFailed(
+                at=now,
+                run_id=run.run_id,
+                entry_id=run.entry_id,
+                reason=reason,
+                exit_code=exit.exit_code,
+                signal=exit.signal,
+                duration_ms=duration,
+                stderr_tail=tail,
+                error=exit.error,
+                final=final,
+            )
         )
     if entry is None:
         return out
     if retry:
         policy = Retry(entry.max_attempts, entry.backoff_ms, entry.max_backoff_ms)
         delay = policy.delay_after(entry.attempt)
-        out.append(ev.RetryPlanned(at=now, entry_id=entry.id, attempt=entry.attempt + 1,
-                                   not_before=now + delay))
+        out.append(
+            ev.RetryPlanned(
+                at=now, entry_id=entry.id, attempt=entry.attempt + 1, not_before=now + delay
+            )
+        )
         return out
     return out + _release_waiting(snapshot, entry, now)
 

@@ -124,12 +124,16 @@ class Counters:
     cancelled: int = 0
 
 
+NO_COUNTS = Counters()
+DEFAULT_OPTIONS = Options()
+
+
 @attrs.frozen(kw_only=True)
 class Snapshot:
     """Everything the planner reads; equal for the live engine and a replay of the same events."""
 
     position: int = 0
-    options: Options = Options()
+    options: Options = DEFAULT_OPTIONS
     schedules: Map[str, ScheduleState] = attrs.field(factory=Map)
     due: SortedKeys[tuple[int, str]] = attrs.field(factory=SortedKeys)
     entries: Map[str, Entry] = attrs.field(factory=Map)
@@ -140,7 +144,7 @@ class Snapshot:
     fallback_active: int = 0
     requests: tuple[tuple[str, str], ...] = ()
     seq: int = 0
-    counters: Counters = Counters()
+    counters: Counters = NO_COUNTS
 
     def schedule(self, schedule_id: str) -> ScheduleState | None:
         return self.schedules.get(schedule_id)

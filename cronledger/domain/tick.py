@@ -55,10 +55,23 @@ class TickPlan:
     summary: TickSummary
 
 
-def _summarise(tick: int, now: int, decided: Sequence[ev.Event], limit: int,
-               more_due: bool) -> TickSummary:
-    counts = {k: 0 for k in ("fired", "skipped", "coalesced", "deferred", "missed", "dispatched",
-                             "reconciled", "retries", "cancelled")}
+def _summarise(
+    tick: int, now: int, decided: Sequence[ev.Event], limit: int, more_due: bool
+) -> TickSummary:
+    counts = {
+        k: 0
+        for k in (
+            "fired",
+            "skipped",
+            "coalesced",
+            "deferred",
+            "missed",
+            "dispatched",
+            "reconciled",
+            "retries",
+            "cancelled",
+        )
+    }
     for e in decided:
         if isinstance(e, ev.FireRecorded):
             counts["fired"] += 1
@@ -88,8 +101,9 @@ def plan_tick(snapshot: Snapshot, now: int, exits: Sequence[RunExit] = ()) -> Ti
     tick = snapshot.counters.ticks + 1
     exits = tuple(exits)
     requests = snapshot.requests
-    header = ev.TickStarted(at=now, tick=tick, exits=exits,
-                            requests=tuple(r for r, _ in requests), decisions=0)
+    header = ev.TickStarted(
+        at=now, tick=tick, exits=exits, requests=tuple(r for r, _ in requests), decisions=0
+    )
     work = apply(snapshot, header)
     decided: list[ev.Event] = []
     commands: list[RunnerCommand] = []
@@ -104,21 +118,17 @@ def plan_tick(snapshot: Snapshot, now: int, exits: Sequence[RunExit] = ()) -> Ti
     # 2. evaluate due: manual triggers first (they are few), then due schedules in batches
     for request_id, schedule_id in requests:
         take(*evaluate_request(work, request_id, schedule_id, now))
-    due = iter_due(snapshot, now)
-    batch = 0
     more_due = False
-    for _, schedule_id in due:
-        if batch == options.batch_size:
+    for handled, (_, schedule_id) in enumerate(iter_due(snapshot, now)):
+        if handled == options.batch_size:
             more_due = True
             break
         state = work.schedules.get(schedule_id)
         if state is not None:
             take(*evaluate_schedule(work, state, now))
-        batch += 1
 
     # 3-5. snapshot, then reconcile completed runs and expire timeouts; preparation (capacity)
-    # is computed after reconciliation so slots freed by this tick's exits are used at once.
-    # 5. reconcile completed runs and expire timeouts
+    # is computed after reconciliation, so slots freed by this tick's exits are used at once.
     take(reconcile_exits(work, exits, now))
     timeout_facts, timeout_cmds = expire_timeouts(work, now)
     take(timeout_facts, timeout_cmds)
@@ -133,8 +143,9 @@ def plan_tick(snapshot: Snapshot, now: int, exits: Sequence[RunExit] = ()) -> Ti
     if not decided:
         return TickPlan(events=(), commands=(), snapshot=snapshot, summary=summary)
     header = attrs.evolve(header, decisions=len(decided))
-    return TickPlan(events=(header, *decided), commands=tuple(commands), snapshot=work,
-                    summary=summary)
+    return TickPlan(
+        events=(header, *decided), commands=tuple(commands), snapshot=work, summary=summary
+    )
 
 
 def next_wake(snapshot: Snapshot) -> int | None:
@@ -152,4 +163,3 @@ def next_wake(snapshot: Snapshot) -> int | None:
         if run.deadline is not None and run.cancelling is None
     )
     return min(candidates) if candidates else None
-

@@ -41,22 +41,37 @@ def _non_negative(value: int | None, field: str, fix: str) -> None:
 def validate_target(target: Target, field: str = "target") -> None:
     if isinstance(target, Command):
         if not target.argv:
-            raise InvalidInput(f"{field}.argv", "the command is empty",
-                               "give the program and its arguments, e.g. ['echo', 'hi']")
+            raise InvalidInput(
+                f"{field}.argv",
+                "the command is empty",
+                "give the program and its arguments, e.g. ['echo', 'hi']",
+            )
         if not all(isinstance(a, str) for a in target.argv) or not target.argv[0]:
-            raise InvalidInput(f"{field}.argv", f"{list(target.argv)!r} is not a list of strings "
-                               "with a program first", "pass argv as strings, program first")
+            raise InvalidInput(
+                f"{field}.argv",
+                f"{list(target.argv)!r} is not a list of strings with a program first",
+                "pass argv as strings, program first",
+            )
         if target.fallback is not None and not target.fallback:
-            raise InvalidInput(f"{field}.fallback", "the fallback command is empty",
-                               "omit it or give a program and its arguments")
+            raise InvalidInput(
+                f"{field}.fallback",
+                "the fallback command is empty",
+                "omit it or give a program and its arguments",
+            )
         for key, _ in target.env:
             if not key or "=" in key:
-                raise InvalidInput(f"{field}.env", f"{key!r} is not an environment variable name",
-                                   "use NAME=value pairs")
+                raise InvalidInput(
+                    f"{field}.env",
+                    f"{key!r} is not an environment variable name",
+                    "use NAME=value pairs",
+                )
     elif isinstance(target, Call):
         if not target.name:
-            raise InvalidInput(f"{field}.name", "the callable name is empty",
-                               "register a callable and pass its name")
+            raise InvalidInput(
+                f"{field}.name",
+                "the callable name is empty",
+                "register a callable and pass its name",
+            )
     else:
         raise InvalidInput(field, f"{target!r} is not a target", "use Command(...) or Call(...)")
 
@@ -67,39 +82,57 @@ def validate_spec(spec: ScheduleSpec, *, now_ms: int) -> None:
     validate_trigger(spec.trigger, now_ms=now_ms)
     validate_target(spec.target)
     if not isinstance(spec.concurrency, ConcurrencyPolicy):
-        raise InvalidInput("concurrency", f"{spec.concurrency!r} is not a policy",
-                           "choose forbid, replace, queue_one or allow")
+        raise InvalidInput(
+            "concurrency",
+            f"{spec.concurrency!r} is not a policy",
+            "choose forbid, replace, queue_one or allow",
+        )
     if not isinstance(spec.misfire, MisfirePolicy):
-        raise InvalidInput("misfire", f"{spec.misfire!r} is not a policy",
-                           "choose skip or catch_up")
+        raise InvalidInput(
+            "misfire", f"{spec.misfire!r} is not a policy", "choose skip or catch_up"
+        )
     _non_negative(spec.misfire_grace_ms, "misfire_grace", "use 0 or more, e.g. 60s")
     _non_negative(spec.catch_up_window_ms, "catch_up_window", "use a positive duration")
     if spec.catch_up_window_ms is not None and spec.misfire is not MisfirePolicy.CATCH_UP:
-        raise InvalidInput("catch_up_window", "only applies to the catch_up misfire policy",
-                           "set misfire=catch_up or drop the window")
+        raise InvalidInput(
+            "catch_up_window",
+            "only applies to the catch_up misfire policy",
+            "set misfire=catch_up or drop the window",
+        )
     _non_negative(spec.priority, "priority", "use 0 or more (higher runs first)")
     _non_negative(spec.jitter_ms, "jitter", "use 0 or more")
     retry = spec.retry
     if retry.max_attempts < 1:
-        raise InvalidInput("retry.max_attempts", f"{retry.max_attempts} is less than 1",
-                           "use 1 for no retry, or more")
+        raise InvalidInput(
+            "retry.max_attempts",
+            f"{retry.max_attempts} is less than 1",
+            "use 1 for no retry, or more",
+        )
     _non_negative(retry.backoff_ms, "retry.backoff", "use 0 or more")
     if retry.max_backoff_ms < retry.backoff_ms:
-        raise InvalidInput("retry.max_backoff", "is smaller than retry.backoff",
-                           "make max_backoff at least backoff")
+        raise InvalidInput(
+            "retry.max_backoff",
+            "is smaller than retry.backoff",
+            "make max_backoff at least backoff",
+        )
     if spec.timeout_ms is not None and spec.timeout_ms <= 0:
-        raise InvalidInput("timeout", f"{spec.timeout_ms} is not positive",
-                           "use a positive duration or none")
+        raise InvalidInput(
+            "timeout", f"{spec.timeout_ms} is not positive", "use a positive duration or none"
+        )
     if spec.fire_limit is not None and spec.fire_limit < 1:
-        raise InvalidInput("fire_limit", f"{spec.fire_limit} is less than 1",
-                           "use 1 or more, or none for no limit")
+        raise InvalidInput(
+            "fire_limit", f"{spec.fire_limit} is less than 1", "use 1 or more, or none for no limit"
+        )
     if spec.active_hours is not None:
         validate_window(spec.active_hours, "active_hours")
     if spec.quiet_hours is not None:
         validate_window(spec.quiet_hours, "quiet_hours")
     if not _PRINCIPAL.match(spec.principal):
-        raise InvalidInput("principal", f"{spec.principal!r} is not a principal",
-                           "use user:NAME, system:NAME or service:NAME")
+        raise InvalidInput(
+            "principal",
+            f"{spec.principal!r} is not a principal",
+            "use user:NAME, system:NAME or service:NAME",
+        )
 
 
 def validate_options(options: Options) -> None:
@@ -111,8 +144,8 @@ def validate_options(options: Options) -> None:
         _non_negative(getattr(options, field), field, "use 0 or more")
 
 
-def changed_fields(old: object, new: object) -> tuple[str, ...]:
+def changed_fields(old: Options, new: Options) -> tuple[str, ...]:
     """Names of the attrs fields that differ."""
     return tuple(
-        a.name for a in attrs.fields(type(old)) if getattr(old, a.name) != getattr(new, a.name)
+        a.name for a in attrs.fields(Options) if getattr(old, a.name) != getattr(new, a.name)
     )

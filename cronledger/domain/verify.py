@@ -55,8 +55,12 @@ def verify(
         count += 1
         if index < len(expected):
             if event != expected[index]:
-                return VerifyReport(count, ticks, Divergence(
-                    position, tick_no, tick_pos, event, expected[index]), snapshot)
+                return VerifyReport(
+                    count,
+                    ticks,
+                    Divergence(position, tick_no, tick_pos, event, expected[index]),
+                    snapshot,
+                )
             index += 1
         elif isinstance(event, ev.TickStarted):
             ticks += 1
@@ -65,8 +69,12 @@ def verify(
             expected, index = list(plan.events), 0
             if not expected or event != expected[0]:
                 replanned = expected[0] if expected else None
-                return VerifyReport(count, ticks, Divergence(
-                    position, tick_no, tick_pos, event, replanned), snapshot)
+                return VerifyReport(
+                    count,
+                    ticks,
+                    Divergence(position, tick_no, tick_pos, event, replanned),
+                    snapshot,
+                )
             index = 1
         elif expected and index == len(expected):
             expected, index = [], 0
@@ -74,6 +82,10 @@ def verify(
         if progress is not None and count % 10_000 == 0:
             progress(count)
     if index < len(expected):
-        return VerifyReport(count, ticks, Divergence(
-            tick_pos + index, tick_no, tick_pos, None, expected[index]), snapshot)
+        return VerifyReport(
+            count,
+            ticks,
+            Divergence(tick_pos + index, tick_no, tick_pos, None, expected[index]),
+            snapshot,
+        )
     return VerifyReport(count, ticks, None, snapshot)

@@ -69,25 +69,49 @@ def apply(h: History, e: ev.Event) -> History:
         return evolve(h, entries=h.entries.set(e.entry_id, (None, e.at)))
     if isinstance(e, ev.RunAssigned):
         schedule_id, nominal = h.entries.get(e.entry_id, (None, None))
-        record = RunRecord(seq=h.count + 1, run_id=e.run_id, entry_id=e.entry_id, schedule_id=schedule_id,
-                           attempt=e.attempt, scheduled_for=nominal, assigned_at=e.at,
-                           argv=e.argv, call=e.call)
+        record = RunRecord(
+            seq=h.count + 1,
+            run_id=e.run_id,
+            entry_id=e.entry_id,
+            schedule_id=schedule_id,
+            attempt=e.attempt,
+            scheduled_for=nominal,
+            assigned_at=e.at,
+            argv=e.argv,
+            call=e.call,
+        )
         return evolve(h, runs=h.runs.set(e.run_id, record), count=h.count + 1)
     if isinstance(e, ev.RunStarted):
-        return _finish(h, e.run_id, started_at=e.at, pid=e.pid, fallback=e.fallback,
-                       outcome="running")
+        return _finish(
+            h, e.run_id, started_at=e.at, pid=e.pid, fallback=e.fallback, outcome="running"
+        )
     if isinstance(e, ev.RunCancelled):
         return _finish(h, e.run_id, cancel_reason=e.reason)
     if isinstance(e, ev.RunSucceeded):
-        return _finish(h, e.run_id, finished_at=e.at, outcome="succeeded", exit_code=e.exit_code,
-                       duration_ms=e.duration_ms, stderr_tail=e.stderr_tail)
+        return _finish(
+            h,
+            e.run_id,
+            finished_at=e.at,
+            outcome="succeeded",
+            exit_code=e.exit_code,
+            duration_ms=e.duration_ms,
+            stderr_tail=e.stderr_tail,
+        )
     if isinstance(e, ev.RunFailed):
-        return _finish(h, e.run_id, finished_at=e.at, outcome="failed", reason=e.reason,
-                       exit_code=e.exit_code, signal=e.signal, duration_ms=e.duration_ms,
-                       stderr_tail=e.stderr_tail, error=e.error)
+        return _finish(
+            h,
+            e.run_id,
+            finished_at=e.at,
+            outcome="failed",
+            reason=e.reason,
+            exit_code=e.exit_code,
+            signal=e.signal,
+            duration_ms=e.duration_ms,
+            stderr_tail=e.stderr_tail,
+            error=e.error,
+        )
     if isinstance(e, ev.RunLost):
-        return _finish(h, e.run_id, finished_at=e.at, outcome="lost", reason="lost",
-                       error=e.detail)
+        return _finish(h, e.run_id, finished_at=e.at, outcome="lost", reason="lost", error=e.detail)
     return h
 
 

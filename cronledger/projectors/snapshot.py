@@ -61,13 +61,20 @@ def _put_schedule(s: Snapshot, old: ScheduleState | None, new: ScheduleState) ->
     return evolve(s, schedules=s.schedules.set(sid, new), due=s.due.replace(old_key, new_key))
 
 
-def _advance(s: Snapshot, schedule_id: str, next_fire_at: int | None, due_at: int | None,
-             **changes: Any) -> Snapshot:
+def _advance(
+    s: Snapshot, schedule_id: str, next_fire_at: int | None, due_at: int | None, **changes: Any
+) -> Snapshot:
     old = s.schedules.get(schedule_id)
     if old is None:
         return s
-    new = evolve(old, next_fire_at=next_fire_at, due_at=due_at, deferred_since=None,
-                 deferred_until=None, **changes)
+    new = evolve(
+        old,
+        next_fire_at=next_fire_at,
+        due_at=due_at,
+        deferred_since=None,
+        deferred_until=None,
+        **changes,
+    )
     return _put_schedule(s, old, new)
 
 
@@ -98,8 +105,9 @@ def _add_entry(s: Snapshot, entry: Entry) -> Snapshot:
     s = evolve(s, entries=s.entries.set(entry.id, entry), seq=entry.seq)
     if entry.schedule_id is not None:
         opened = s.open_by_schedule.get(entry.schedule_id, ())
-        s = evolve(s, open_by_schedule=s.open_by_schedule.set(entry.schedule_id,
-                                                              (*opened, entry.id)))
+        s = evolve(
+            s, open_by_schedule=s.open_by_schedule.set(entry.schedule_id, (*opened, entry.id))
+        )
     return _index_entry(s, entry)
 
 
@@ -163,8 +171,14 @@ def _schedule_updated(s: Snapshot, e: ev.ScheduleUpdated) -> Snapshot:
     old = s.schedules.get(e.spec.id)
     if old is None:
         return s
-    new = evolve(old, spec=e.spec, next_fire_at=e.next_fire_at, due_at=e.due_at,
-                 deferred_since=None, deferred_until=None)
+    new = evolve(
+        old,
+        spec=e.spec,
+        next_fire_at=e.next_fire_at,
+        due_at=e.due_at,
+        deferred_since=None,
+        deferred_until=None,
+    )
     return _put_schedule(s, old, new)
 
 
@@ -199,8 +213,15 @@ def _schedule_removed(s: Snapshot, e: ev.ScheduleRemoved) -> Snapshot:
         if run is not None:
             runs = runs.set(run.run_id, evolve(run, schedule_id=None))
     opened = s.open_by_schedule.delete(sid) if sid in s.open_by_schedule else s.open_by_schedule
-    return evolve(s, schedules=s.schedules.delete(sid), due=due, requests=requests,
-                  entries=entries, runs=runs, open_by_schedule=opened)
+    return evolve(
+        s,
+        schedules=s.schedules.delete(sid),
+        due=due,
+        requests=requests,
+        entries=entries,
+        runs=runs,
+        open_by_schedule=opened,
+    )
 
 
 @_on(ev.TriggerRequested)
@@ -229,8 +250,14 @@ def _fire_recorded(s: Snapshot, e: ev.FireRecorded) -> Snapshot:
         return s
     spec = state.spec
     if e.request_id is None:
-        s = _advance(s, e.schedule_id, e.next_fire_at, e.due_at, last_fired_for=e.nominal,
-                     fire_count=state.fire_count + 1)
+        s = _advance(
+            s,
+            e.schedule_id,
+            e.next_fire_at,
+            e.due_at,
+            last_fired_for=e.nominal,
+            fire_count=state.fire_count + 1,
+        )
         s = _count(s, fires=1)
     else:
         s = _drop_request(s, e.request_id)
@@ -337,10 +364,21 @@ def _run_assigned(s: Snapshot, e: ev.RunAssigned) -> Snapshot:
     entry = s.entries.get(e.entry_id)
     if entry is None:
         return s
-    s = _replace_entry(s, entry, evolve(entry, status=EntryStatus.ASSIGNED, run_id=e.run_id,
-                                        attempt=e.attempt, not_before=None))
-    run = ActiveRun(run_id=e.run_id, entry_id=e.entry_id, schedule_id=entry.schedule_id,
-                    attempt=e.attempt, assigned_at=e.at, deadline=e.deadline)
+    s = _replace_entry(
+        s,
+        entry,
+        evolve(
+            entry, status=EntryStatus.ASSIGNED, run_id=e.run_id, attempt=e.attempt, not_before=None
+        ),
+    )
+    run = ActiveRun(
+        run_id=e.run_id,
+        entry_id=e.entry_id,
+        schedule_id=entry.schedule_id,
+        attempt=e.attempt,
+        assigned_at=e.at,
+        deadline=e.deadline,
+    )
     return _count(evolve(s, runs=s.runs.set(e.run_id, run)), assigned=1)
 
 
@@ -369,8 +407,13 @@ def _run_succeeded(s: Snapshot, e: ev.RunSucceeded) -> Snapshot:
     return _count(_remove_entry(s, e.entry_id), succeeded=1)
 
 
-def _run_ended_badly(s: Snapshot, run_id: str, entry_id: str, outcome: str, final: bool,
-                     ) -> Snapshot:
+def _run_ended_badly(
+    s: Snapshot,
+    run_id: str,
+    entry_id: str,
+    outcome: str,
+    final: bool,
+) -> Snapshot:
     s, run = _end_run(s, run_id)
     s = _record_outcome(s, run, outcome, failed=outcome != "cancelled")
     if final:
@@ -397,7 +440,8 @@ def _retry_planned(s: Snapshot, e: ev.RetryPlanned) -> Snapshot:
     entry = s.entries.get(e.entry_id)
     if entry is None:
         return s
-    new = evolve(entry, status=EntryStatus.PENDING, attempt=e.attempt, not_before=e.not_before,
-                 run_id=None)
+    new = evolve(
+        entry, status=EntryStatus.PENDING, attempt=e.attempt, not_before=e.not_before, run_id=None
+    )
     s = evolve(s, entries=s.entries.set(e.entry_id, new))
     return _count(_index_entry(s, new), retries=1)

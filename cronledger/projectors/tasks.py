@@ -51,8 +51,7 @@ def apply(state: TaskStatuses, event: ev.Event) -> TaskStatuses:
         final = TaskStatus.CANCELLED if event.reason == "cancelled" else TaskStatus.BLOCKED
         return state.set(event.entry_id, final)
     if isinstance(event, ev.RunLost):
-        return state.set(event.entry_id,
-                         TaskStatus.BLOCKED if event.final else TaskStatus.RETRYING)
+        return state.set(event.entry_id, TaskStatus.BLOCKED if event.final else TaskStatus.RETRYING)
     return state
 
 

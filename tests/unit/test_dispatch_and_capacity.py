@@ -24,11 +24,21 @@ from tests.harness import SECOND, T0, World, spec
     draining=st.booleans(),
 )
 def test_ready_dispatch_limit_follows_the_formula(
-    max_workers: int, max_per_tick: int, slot: int, fallback: int, active: int,
-    uses_fallback: bool, draining: bool,
+    max_workers: int,
+    max_per_tick: int,
+    slot: int,
+    fallback: int,
+    active: int,
+    uses_fallback: bool,
+    draining: bool,
 ) -> None:
-    options = Options(max_workers=max_workers, max_per_tick=max_per_tick, slot_headroom=slot,
-                      fallback_headroom=fallback, draining=draining)
+    options = Options(
+        max_workers=max_workers,
+        max_per_tick=max_per_tick,
+        slot_headroom=slot,
+        fallback_headroom=fallback,
+        draining=draining,
+    )
     limit = ready_dispatch_limit(options, active, uses_fallback)
     if draining:
         assert limit == 0
@@ -92,13 +102,25 @@ def test_draining_dispatches_nothing() -> None:
 
 def test_placeholders_are_rendered_in_the_write_ahead_intent() -> None:
     w = World()
-    w.add(spec("nightly", target=Command(("run", "{schedule}", "{run_id}", "--at={scheduled_for}",
-                                          "{attempt}", "{literal}"))))
+    w.add(
+        spec(
+            "nightly",
+            target=Command(
+                ("run", "{schedule}", "{run_id}", "--at={scheduled_for}", "{attempt}", "{literal}")
+            ),
+        )
+    )
     w.run_until(T0 + 60 * SECOND)
     [assigned] = w.of(ev.RunAssigned)
     run_id = f"nightly@{T0 + 60 * SECOND}#1"
-    assert assigned.argv == ("run", "nightly", run_id, "--at=2026-01-01T00:01:00.000Z", "1",
-                             "{literal}")
+    assert assigned.argv == (
+        "run",
+        "nightly",
+        run_id,
+        "--at=2026-01-01T00:01:00.000Z",
+        "1",
+        "{literal}",
+    )
     assert w.runner.started[0].argv == assigned.argv
 
 

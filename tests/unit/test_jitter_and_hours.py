@@ -32,8 +32,7 @@ def test_a_jittered_fire_starts_at_the_first_tick_after_its_due_time() -> None:
     w.add(spec("job", jitter_ms=30 * SECOND))
     end = T0 + 10 * MINUTE
     w.run_until(end, step=SECOND)
-    dues = [T0 + k * MINUTE + jitter_ms("job", T0 + k * MINUTE, 30 * SECOND)
-            for k in range(1, 11)]
+    dues = [T0 + k * MINUTE + jitter_ms("job", T0 + k * MINUTE, 30 * SECOND) for k in range(1, 11)]
     expected = [d + (-d % SECOND) for d in dues if d + (-d % SECOND) <= end]
     assert [f.at for f in w.of(ev.FireRecorded)] == expected
     assert len(set(dues)) > 1
@@ -57,8 +56,9 @@ def test_a_fire_outside_active_hours_is_deferred_once_then_the_misfire_policy_de
 def test_catch_up_runs_once_when_the_quiet_hours_end() -> None:
     w = World()
     quiet = Window("22:00", "06:00", "UTC")  # wraps midnight
-    w.add(spec("job", trigger=cron("30 * * * *"), quiet_hours=quiet,
-               misfire=MisfirePolicy.CATCH_UP))
+    w.add(
+        spec("job", trigger=cron("30 * * * *"), quiet_hours=quiet, misfire=MisfirePolicy.CATCH_UP)
+    )
     w.run_until(T0 + 6 * HOUR + MINUTE, step=MINUTE)
     assert len(w.of(ev.FireDeferred)) == 1
     [fired] = w.of(ev.FireRecorded)

@@ -29,8 +29,9 @@ def test_skip_records_late_fires_as_one_missed_fact_and_runs_the_on_time_one() -
 
 
 def test_skip_with_no_fire_on_time_runs_nothing() -> None:
-    w = _offline_then_tick(MisfirePolicy.SKIP, 10 * MINUTE + 30 * SECOND,
-                           misfire_grace_ms=20 * SECOND)
+    w = _offline_then_tick(
+        MisfirePolicy.SKIP, 10 * MINUTE + 30 * SECOND, misfire_grace_ms=20 * SECOND
+    )
     [missed] = w.of(ev.FireMissed)
     assert (missed.count, missed.last, missed.grace_ms) == (10, T0 + 10 * MINUTE, 20 * SECOND)
     assert w.of(ev.FireRecorded) == []

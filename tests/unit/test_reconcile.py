@@ -30,27 +30,39 @@ def test_failure_without_retries_left_blocks_the_task() -> None:
     w.run_until(T0 + MINUTE + SECOND)
     [failed] = w.of(ev.RunFailed)
     assert (failed.reason, failed.exit_code, failed.final, failed.stderr_tail) == (
-        "exit", 3, True, "boom")
+        "exit",
+        3,
+        True,
+        "boom",
+    )
     assert tasks.project(w.log)[failed.entry_id] is TaskStatus.BLOCKED
     assert w.snapshot.schedules["job"].consecutive_failures == 1
 
 
 def test_retries_back_off_exponentially_up_to_the_cap_then_block() -> None:
     w = World(Script(0, 1))
-    w.add(spec("job", retry=Retry(max_attempts=5, backoff_ms=10 * SECOND,
-                                  max_backoff_ms=25 * SECOND)))
+    w.add(
+        spec("job", retry=Retry(max_attempts=5, backoff_ms=10 * SECOND, max_backoff_ms=25 * SECOND))
+    )
     w.run_until(T0 + 3 * MINUTE)
     retries = w.of(ev.RetryPlanned)
     assert [(r.attempt, r.not_before - r.at) for r in retries] == [
-        (2, 10 * SECOND), (3, 20 * SECOND), (4, 25 * SECOND), (5, 25 * SECOND)]
+        (2, 10 * SECOND),
+        (3, 20 * SECOND),
+        (4, 25 * SECOND),
+        (5, 25 * SECOND),
+    ]
     starts = [c.attempt for c in w.runner.started if c.entry_id == retries[0].entry_id]
     assert starts == [1, 2, 3, 4, 5]
     fails = [f for f in w.of(ev.RunFailed) if f.entry_id == retries[0].entry_id]
     assert [f.final for f in fails] == [False, False, False, False, True]
     # each retry starts no earlier than its not_before
     for retry in retries:
-        [assigned] = [a for a in w.of(ev.RunAssigned)
-                      if a.entry_id == retry.entry_id and a.attempt == retry.attempt]
+        [assigned] = [
+            a
+            for a in w.of(ev.RunAssigned)
+            if a.entry_id == retry.entry_id and a.attempt == retry.attempt
+        ]
         assert assigned.at >= retry.not_before
 
 
@@ -80,8 +92,12 @@ def test_a_lost_run_is_recorded_and_handled_by_the_retry_policy() -> None:
     w.add(spec("job", retry=Retry(2, SECOND)))
     w.run_until(T0 + MINUTE)
     [assigned] = w.of(ev.RunAssigned)
-    lost = RunExit(run_id=assigned.run_id, kind=ExitKind.LOST, finished_at=w.now,
-                   error="daemon restarted; no exit status")
+    lost = RunExit(
+        run_id=assigned.run_id,
+        kind=ExitKind.LOST,
+        finished_at=w.now,
+        error="daemon restarted; no exit status",
+    )
     plan = plan_tick(w.snapshot, w.now + SECOND, [lost])
     kinds = [type(e).__name__ for e in plan.events]
     assert kinds[:3] == ["TickStarted", "RunLost", "RetryPlanned"]

@@ -6,6 +6,7 @@ Invariants are checked after every step; fold equality (`project(log) == live`) 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 from hypothesis import settings
@@ -65,12 +66,24 @@ class ManualRunner:
                 self.end(c.run_id, now, kind=ExitKind.SIGNALED, signal=15)
         return started
 
-    def end(self, run_id: str, now: int, kind: ExitKind = ExitKind.EXITED,
-            code: int | None = 0, signal: int | None = None) -> None:
+    def end(
+        self,
+        run_id: str,
+        now: int,
+        kind: ExitKind = ExitKind.EXITED,
+        code: int | None = 0,
+        signal: int | None = None,
+    ) -> None:
         del self.running[run_id]
-        self.exits.append(RunExit(run_id=run_id, kind=kind, finished_at=now,
-                                  exit_code=code if kind is ExitKind.EXITED else None,
-                                  signal=signal))
+        self.exits.append(
+            RunExit(
+                run_id=run_id,
+                kind=kind,
+                finished_at=now,
+                exit_code=code if kind is ExitKind.EXITED else None,
+                signal=signal,
+            )
+        )
 
     def poll(self, now: int) -> list[RunExit]:
         out, self.exits = self.exits, []
@@ -79,9 +92,16 @@ class ManualRunner:
 
 specs = st.builds(
     lambda sid, trigger, conc, misfire, grace, prio, attempts, timeout: ScheduleSpec(
-        id=sid, trigger=trigger, target=Call("work"), concurrency=conc, misfire=misfire,
-        misfire_grace_ms=grace * SECOND, priority=prio, retry=Retry(attempts, 5 * SECOND),
-        timeout_ms=timeout * SECOND if timeout else None),
+        id=sid,
+        trigger=trigger,
+        target=Call("work"),
+        concurrency=conc,
+        misfire=misfire,
+        misfire_grace_ms=grace * SECOND,
+        priority=prio,
+        retry=Retry(attempts, 5 * SECOND),
+        timeout_ms=timeout * SECOND if timeout else None,
+    ),
     sid=st.sampled_from(["a", "b", "c", "d", "e"]),
     trigger=st.one_of(
         st.builds(lambda s: Every(s * SECOND, T0), st.integers(1, 180)),
@@ -113,10 +133,8 @@ class TickMachine(RuleBasedStateMachine):
             self.snapshot = apply(self.snapshot, e)
 
     def _do(self, command: cmd.UserCommand) -> None:
-        try:
+        with contextlib.suppress(CronledgerError):
             self._record(handle(self.snapshot, command, self.now))
-        except CronledgerError:
-            pass
 
     def _tick(self) -> None:
         for _ in range(20):
@@ -125,18 +143,26 @@ class TickMachine(RuleBasedStateMachine):
             self.snapshot = plan.snapshot
             assert self.snapshot.active <= self.max_workers, "capacity exceeded"
             started = self.runner.carry_out(plan.commands, self.now)
-            self._record([ev.RunStarted(at=self.now, run_id=s.run_id, pid=None, fallback=False)
-                          for s in started])
+            self._record(
+                [
+                    ev.RunStarted(at=self.now, run_id=s.run_id, pid=None, fallback=False)
+                    for s in started
+                ]
+            )
             if not plan.summary.more_due and not self.runner.exits:
                 break
         overdue = list(self.snapshot.due.iter_upto((self.now, "\U0010ffff")))
         assert overdue == [], f"a tick left due schedules unhandled: {overdue}"
-        ready = [e for e in self.snapshot.entries.values()
-                 if e.status is EntryStatus.PENDING
-                 and (e.not_before is None or e.not_before <= self.now)]
+        ready = [
+            e
+            for e in self.snapshot.entries.values()
+            if e.status is EntryStatus.PENDING
+            and (e.not_before is None or e.not_before <= self.now)
+        ]
         if not self.snapshot.options.draining:
             assert not ready or self.snapshot.active >= self.max_workers, (
-                "ready entries wait while capacity is free")
+                "ready entries wait while capacity is free"
+            )
 
     @initialize(max_workers=st.integers(1, 4), batch=st.integers(1, 4))
     def setup(self, max_workers: int, batch: int) -> None:
@@ -198,13 +224,19 @@ class TickMachine(RuleBasedStateMachine):
         s = self.snapshot
         for sid, state in s.schedules.items():
             opened = s.open_entries(sid)
-            live = [e for e in opened if e.status is EntryStatus.ASSIGNED
-                    and e.run_id in s.runs and s.runs[e.run_id].cancelling is None]
+            live = [
+                e
+                for e in opened
+                if e.status is EntryStatus.ASSIGNED
+                and e.run_id in s.runs
+                and s.runs[e.run_id].cancelling is None
+            ]
             if state.spec.concurrency is ConcurrencyPolicy.FORBID:
                 assert len(opened) <= 1
             if state.spec.concurrency is ConcurrencyPolicy.QUEUE_ONE:
-                waiting = [e for e in opened
-                           if e.status is not EntryStatus.ASSIGNED and e.attempt == 1]
+                waiting = [
+                    e for e in opened if e.status is not EntryStatus.ASSIGNED and e.attempt == 1
+                ]
                 assert len(waiting) <= 1
                 assert len(live) <= 1
 
@@ -219,16 +251,20 @@ class TickMachine(RuleBasedStateMachine):
     def at_most_one_fire_per_schedule_per_tick(self) -> None:
         if not self.log:
             return
-        last_tick = max((i for i, e in enumerate(self.log) if isinstance(e, ev.TickStarted)),
-                        default=None)
+        last_tick = max(
+            (i for i, e in enumerate(self.log) if isinstance(e, ev.TickStarted)), default=None
+        )
         if last_tick is None:
             return
         header = self.log[last_tick]
         assert isinstance(header, ev.TickStarted)
         batch = self.log[last_tick + 1 : last_tick + 1 + header.decisions]
-        scheduled = [e.schedule_id for e in batch
-                     if isinstance(e, ev.FireRecorded | ev.FireSkipped | ev.FireCoalesced)
-                     and e.request_id is None]
+        scheduled = [
+            e.schedule_id
+            for e in batch
+            if isinstance(e, ev.FireRecorded | ev.FireSkipped | ev.FireCoalesced)
+            and e.request_id is None
+        ]
         assert len(scheduled) == len(set(scheduled))
 
     @invariant()
