@@ -1,0 +1,75 @@
+"""The ledger port: one append-only stream of events with 1-based positions, plus snapshots.
+
+`open_ledger(url)` is the only way in; the implementation (on `eventsourcing` recorders) lives in
+`ledger_store.py`. URLs:
+
+- `memory://` a new private in-memory ledger; `memory://NAME` one shared by name in this process
+- `sqlite:///relative/path.db`, `sqlite:////absolute/path.db` (query `?synchronous=normal|full`)
+- `postgresql://user[:password]@host[:port]/dbname` or `postgres://...` (query `?schema=NAME`)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, Self
+
+if TYPE_CHECKING:
+    from cronledger.adapters.codec import EventCodec
+    from cronledger.domain.events import Event
+
+
+class Ledger(Protocol):
+    """An append-only, optimistically locked event stream (positions 1..position())."""
+
+    url: str
+
+    def position(self) -> int:
+        """Number of events stored (0 = empty): the position of the last one."""
+        ...
+
+    def append(self, events: Sequence[Event], expected_position: int) -> int:
+        """Store `events` atomically at expected+1..; the new position.
+
+        Raises LedgerConflict when the ledger is not at `expected_position` (another writer
+        appended first: reload and decide again). An empty batch is a no-op.
+        """
+        ...
+
+    def read(
+        self, after: int = 0, upto: int | None = None, page_size: int = 10_000
+    ) -> Iterator[tuple[int, Event]]:
+        """(position, event) for after < position <= upto, in order, read in pages."""
+        ...
+
+    def read_page(self, after: int, limit: int) -> list[tuple[int, Event]]:
+        """At most `limit` (position, event) pairs after `after`."""
+        ...
+
+    def save_snapshot(self, position: int, payload: bytes) -> None:
+        """Store the projected state as of `position` (0 < position <= position())."""
+        ...
+
+    def latest_snapshot(self) -> tuple[int, bytes] | None:
+        """(position, payload) of the snapshot with the highest position, or None."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the handle cannot be used afterwards."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+def open_ledger(url: str, *, codec: EventCodec | None = None) -> Ledger:
+    """Open (creating the tables if needed) the ledger at `url`; LedgerError says what to fix."""
+    from cronledger.adapters.ledger_store import open_store
+
+    return open_store(url, codec=codec)
