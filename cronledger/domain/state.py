@@ -25,7 +25,7 @@ class EntryStatus(StrEnum):
     COMPLETED = "completed"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class ScheduleState:
     """One schedule's spec and where it stands (SEMANTICS §2)."""
 
@@ -60,7 +60,7 @@ class ScheduleState:
         return self.due_at
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Entry:
     """A dispatch queue entry: one task, run once per attempt."""
 
@@ -88,7 +88,7 @@ class Entry:
         return (-self.priority, self.seq, self.id)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class ActiveRun:
     """A run that is Assigned or running (or being cancelled) until its exit is reconciled."""
 
@@ -104,7 +104,7 @@ class ActiveRun:
     cancelling: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Counters:
     """Health counters folded from the facts."""
 
@@ -128,7 +128,7 @@ NO_COUNTS = Counters()
 DEFAULT_OPTIONS = Options()
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Snapshot:
     """Everything the planner reads; equal for the live engine and a replay of the same events."""
 
