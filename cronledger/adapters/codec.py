@@ -364,3 +364,13 @@ def default_codec() -> EventCodec:
     if _default is None:
         _default = EventCodec()
     return _default
+
+
+def value_codec(tp: Any) -> tuple[Convert, Convert]:
+    """(encode, decode) between a value of declared type `tp` and its JSON form."""
+    enc, dec = _plan(tp)
+    return (enc or _identity), (dec or _identity)
+
+
+def _identity(value: Any) -> Any:
+    return value

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 from cronledger.adapters.clock import Clock, SystemClock
 from cronledger.adapters.ledger import Ledger, open_ledger
+from cronledger.adapters.replay import catch_up
 from cronledger.adapters.runner import Runner, Started
+from cronledger.adapters.snapshots import load_snapshot, save_snapshot
 from cronledger.domain import events as ev
 from cronledger.domain.commands import UserCommand
 from cronledger.domain.handlers import handle
@@ -33,8 +35,8 @@ class Engine:
         self.ledger = ledger
         self.clock: Clock = clock or SystemClock()
         self.runner = runner
-        self._snapshot: Snapshot = EMPTY
         self._exits: list[RunExit] = []
+        self._snapshot: Snapshot = load_snapshot(ledger) or EMPTY
         self.refresh()
 
     @classmethod
@@ -47,11 +49,8 @@ class Engine:
 
     def refresh(self) -> Snapshot:
         """Fold the events other writers appended since our position."""
-        snapshot = self._snapshot
-        for _, event in self.ledger.read(after=snapshot.position):
-            snapshot = apply(snapshot, event)
-        self._snapshot = snapshot
-        return snapshot
+        self._snapshot = catch_up(self.ledger, self._snapshot)
+        return self._snapshot
 
     def _append(self, events: Sequence[ev.Event], expected: int) -> None:
         self.ledger.append(events, expected)
@@ -117,6 +116,11 @@ class Engine:
                 snapshot = apply(snapshot, fact)
             self._snapshot = snapshot
             return
+
+    def save_snapshot(self) -> int:
+        """Store the current state at its ledger position; start-up then folds only the rest."""
+        save_snapshot(self.ledger, self._snapshot)
+        return self._snapshot.position
 
     def close(self) -> None:
         self.ledger.close()

@@ -78,6 +78,13 @@ def project(events: Iterable[ev.Event]) -> Snapshot:
     return apply_all(EMPTY, events, rebuild_indexes=True)
 
 
+def rebuild_indexes(snapshot: Snapshot) -> Snapshot:
+    """The same snapshot with its due/ready/delayed indexes built from the records."""
+    d: Draft = snapshot.__dict__.copy()
+    _rebuild_indexes(d)
+    return build(Snapshot, d)
+
+
 def _rebuild_indexes(d: Draft) -> None:
     d["due"] = SortedKeys.of(
         (s.wake_at, sid) for sid, s in d["schedules"].items() if s.wake_at is not None
