@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+
+def compact_instant(ms: int) -> str:
+    """Basic ISO-8601 UTC, safe in file names: 20261123T070200Z (with .123 when needed)."""
+    text = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{text}.{ms % 1000:03d}Z" if ms % 1000 else f"{text}Z"
+
 
 def fire_entry_id(schedule_id: str, nominal: int) -> str:
     """The queue entry of a scheduled fire: one per (schedule, nominal time)."""
-    return f"{schedule_id}@{nominal}"
+    return f"{schedule_id}@{compact_instant(nominal)}"
 
 
 def request_id(schedule_id: str, position: int) -> str:

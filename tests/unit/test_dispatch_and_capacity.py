@@ -112,7 +112,7 @@ def test_placeholders_are_rendered_in_the_write_ahead_intent() -> None:
     )
     w.run_until(T0 + 60 * SECOND)
     [assigned] = w.of(ev.RunAssigned)
-    run_id = f"nightly@{T0 + 60 * SECOND}#1"
+    run_id = "nightly@20260101T000100Z#1"
     assert assigned.argv == (
         "run",
         "nightly",
