@@ -3,11 +3,12 @@
 Three hours of a small fleet of schedules (with a 20-minute outage) run in a few seconds against
 a fake clock and a fake runner; every decision is a fact in the ledger. The script then prints
 the run history, what each schedule's facts say, and whether every recorded tick re-plans to
-the same decisions (`verify`). Run it with `make demo`.
+the same decisions (`verify`). Run it with `make demo`; pass `--keep` to keep the ledger file.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -102,8 +103,18 @@ def script(run: StartRun) -> Script:
     return Script(duration_ms=5 * SECOND)
 
 
-def main() -> int:
+def main(keep: bool = False) -> int:
     folder = Path(tempfile.mkdtemp(prefix="cronledger-demo-"))
+    try:
+        return run(folder)
+    finally:
+        if keep:
+            print(f"ledger kept in {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(folder: Path) -> int:
     url = f"sqlite:///{folder / 'ledger.db'}"
     clock = FakeClock(START)
     engine = Engine(open_ledger(url), clock, FakeRunner(script))
@@ -172,4 +183,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(keep="--keep" in sys.argv[1:]))
