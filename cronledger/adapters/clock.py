@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime
 from typing import Protocol
@@ -14,12 +15,20 @@ class Clock(Protocol):
         """UTC epoch milliseconds."""
         ...
 
+    def sleep_until(self, instant: int, wake: threading.Event) -> None:
+        """Wait until `instant` or until `wake` is set (then clear it)."""
+        ...
+
 
 class SystemClock:
     """The wall clock, in UTC epoch milliseconds."""
 
     def now(self) -> int:
         return time.time_ns() // 1_000_000
+
+    def sleep_until(self, instant: int, wake: threading.Event) -> None:
+        wake.wait(max(0.0, (instant - self.now()) / 1000))
+        wake.clear()
 
 
 class FakeClock:
@@ -30,6 +39,13 @@ class FakeClock:
 
     def now(self) -> int:
         return self._now
+
+    def sleep_until(self, instant: int, wake: threading.Event) -> None:
+        """Virtual time: jump to `instant` at once, unless a wake-up is pending."""
+        if wake.is_set():
+            wake.clear()
+            return
+        self._now = max(self._now, instant)
 
     def advance(self, ms: int) -> int:
         if ms < 0:

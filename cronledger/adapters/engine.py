@@ -3,11 +3,22 @@
 One tick: read the clock -> `plan_tick` on the current snapshot -> append the tick's facts in one
 transaction at the expected position (on LedgerConflict: catch up and plan again) -> carry out
 the runner commands -> record what the runner reports (RunStarted) as facts.
+
+`run()` repeats ticks and sleeps until the earliest of: the next due time, retry or run deadline,
+a runner exit or other wake-up, a change in the ledger (another process added a schedule), the
+idle cap, or `until`. It never spins: with nothing due it wakes once per ledger check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+import orjson
 
 from cronledger.adapters.clock import Clock, SystemClock
 from cronledger.adapters.ledger import Ledger, open_ledger
@@ -15,27 +26,51 @@ from cronledger.adapters.replay import catch_up
 from cronledger.adapters.runner import Runner, Started
 from cronledger.adapters.snapshots import load_snapshot, save_snapshot
 from cronledger.domain import events as ev
-from cronledger.domain.commands import UserCommand
+from cronledger.domain.commands import ChangeOptions, UserCommand
+from cronledger.domain.evolve import evolve
 from cronledger.domain.handlers import handle
+from cronledger.domain.health import Health, health
 from cronledger.domain.state import EMPTY, Snapshot
-from cronledger.domain.tick import TickPlan, plan_tick
+from cronledger.domain.tick import TickPlan, next_wake, plan_tick
 from cronledger.domain.values import RunExit
 from cronledger.errors import LedgerConflict
-from cronledger.projectors.snapshot import apply
+from cronledger.projectors.snapshot import apply_all
 
 MAX_CONFLICT_RETRIES = 50
+IDLE_CAP_MS = 15_000
+LEDGER_WATCH_MS = 1_000
+RUNNER_EVENTS = (ev.RunStarted, ev.RunSucceeded, ev.RunFailed, ev.RunLost)
+
+log = logging.getLogger("cronledger.engine")
+Subscriber = Callable[[ev.Event], None]
+Decide = Callable[[Snapshot], tuple[Sequence[ev.Event], Snapshot | None]]
+SignalHandler = Callable[[int, FrameType | None], object] | int | None
 
 
 class Engine:
-    """Ledger + clock + runner. `tick()` runs one tick; `execute()` carries out a user command."""
+    """Ledger + clock + runner. `tick()` runs one tick; `run()` runs until stopped."""
 
     def __init__(
-        self, ledger: Ledger, clock: Clock | None = None, runner: Runner | None = None
+        self,
+        ledger: Ledger,
+        clock: Clock | None = None,
+        runner: Runner | None = None,
+        *,
+        idle_cap_ms: int = IDLE_CAP_MS,
+        ledger_watch_ms: int = LEDGER_WATCH_MS,
     ) -> None:
         self.ledger = ledger
         self.clock: Clock = clock or SystemClock()
         self.runner = runner
+        self.idle_cap_ms = idle_cap_ms
+        self.ledger_watch_ms = ledger_watch_ms
         self._exits: list[RunExit] = []
+        self._subscribers: list[Subscriber] = []
+        self._wake = threading.Event()
+        self._stop = False
+        self._drain_requested = False
+        self.last_health: Health | None = None
+        self.last_tick_ms: float = 0.0
         self._snapshot: Snapshot = load_snapshot(ledger) or EMPTY
         self.refresh()
 
@@ -47,80 +82,218 @@ class Engine:
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
+    # --- state ------------------------------------------------------------------------------
+
     def refresh(self) -> Snapshot:
         """Fold the events other writers appended since our position."""
         self._snapshot = catch_up(self.ledger, self._snapshot)
         return self._snapshot
 
-    def _append(self, events: Sequence[ev.Event], expected: int) -> None:
-        self.ledger.append(events, expected)
+    def _append(self, make: Decide) -> tuple[ev.Event, ...]:
+        """Append what `make(snapshot)` decides, at the snapshot's position; retry on conflict.
+
+        `make` returns the facts and, when it already folded them, the snapshot after them.
+        """
+        for _ in range(MAX_CONFLICT_RETRIES):
+            snapshot = self._snapshot
+            events, after = make(snapshot)
+            if not events:
+                return ()
+            try:
+                self.ledger.append(events, snapshot.position)
+            except LedgerConflict:
+                self.refresh()
+                continue
+            self._snapshot = after if after is not None else apply_all(snapshot, events)
+            self._publish(events)
+            return tuple(events)
+        raise LedgerConflict(self._snapshot.position)
 
     def execute(self, command: UserCommand) -> tuple[ev.Event, ...]:
         """Validate and record a user command; returns the facts appended (maybe none)."""
-        for _ in range(MAX_CONFLICT_RETRIES):
-            snapshot = self._snapshot
-            events = handle(snapshot, command, self.clock.now())
-            if not events:
-                return events
-            try:
-                self._append(events, snapshot.position)
-            except LedgerConflict:
-                self.refresh()
-                continue
-            for event in events:
-                snapshot = apply(snapshot, event)
-            self._snapshot = snapshot
-            return events
-        raise LedgerConflict(self._snapshot.position)
-
-    def tick(self) -> TickPlan:
-        """One tick at the clock's current reading."""
-        now = self.clock.now()
-        if self.runner is not None:
-            self._exits.extend(self.runner.poll(now))
-        for _ in range(MAX_CONFLICT_RETRIES):
-            snapshot = self._snapshot
-            plan = plan_tick(snapshot, now, self._exits)
-            if plan.events:
-                try:
-                    self._append(plan.events, snapshot.position)
-                except LedgerConflict:
-                    self.refresh()
-                    continue
-            self._snapshot = plan.snapshot
-            self._exits.clear()
-            break
-        else:
-            raise LedgerConflict(self._snapshot.position)
-        if self.runner is not None and plan.commands:
-            started = self.runner.carry_out(plan.commands, now)
-            self._record_started(started, now)
-        return plan
-
-    def _record_started(self, started: Sequence[Started], now: int) -> None:
-        facts = [
-            ev.RunStarted(at=now, run_id=s.run_id, pid=s.pid, fallback=s.fallback)
-            for s in started
-            if s.run_id in self._snapshot.runs
-        ]
-        if not facts:
-            return
-        for _ in range(MAX_CONFLICT_RETRIES):
-            snapshot = self._snapshot
-            try:
-                self._append(facts, snapshot.position)
-            except LedgerConflict:
-                self.refresh()
-                continue
-            for fact in facts:
-                snapshot = apply(snapshot, fact)
-            self._snapshot = snapshot
-            return
+        events = self._append(lambda s: (handle(s, command, self.clock.now()), None))
+        if events:
+            self.wake()
+        return events
 
     def save_snapshot(self) -> int:
         """Store the current state at its ledger position; start-up then folds only the rest."""
         save_snapshot(self.ledger, self._snapshot)
         return self._snapshot.position
 
+    # --- subscribers and wake-ups -------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Receive runner facts (started, succeeded, failed, lost) once they are durable."""
+        self._subscribers.append(subscriber)
+
+    def _publish(self, events: Sequence[ev.Event]) -> None:
+        if not self._subscribers:
+            return
+        for event in events:
+            if isinstance(event, RUNNER_EVENTS):
+                for subscriber in self._subscribers:
+                    try:
+                        subscriber(event)
+                    except Exception:  # a broken monitor must not stop the scheduler
+                        log.exception("subscriber %r failed on %s", subscriber, event)
+
+    def wake(self) -> None:
+        """Cut the current sleep short (thread-safe)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop `run()` after the current tick; runs keep going (restart reconciles them)."""
+        self._stop = True
+        self.wake()
+
+    def drain(self) -> None:
+        """Stop dispatching, wait for active runs (up to the drain deadline), then stop."""
+        self._drain_requested = True
+        self.wake()
+
+    # --- one tick -----------------------------------------------------------------------------
+
+    def tick(self) -> TickPlan:
+        """One tick at the clock's current reading."""
+        began = time.perf_counter()
+        if self.ledger.position() != self._snapshot.position:
+            self.refresh()
+        now = self.clock.now()
+        if self.runner is not None:
+            self._exits.extend(self.runner.poll(now))
+        plans: list[TickPlan] = []
+
+        def decide(snapshot: Snapshot) -> tuple[Sequence[ev.Event], Snapshot]:
+            plans.append(plan_tick(snapshot, now, self._exits))
+            return plans[-1].events, plans[-1].snapshot
+
+        self._append(decide)
+        plan = plans[-1]
+        self._exits.clear()
+        if self.runner is not None:
+            if plan.commands:
+                self._record_started(self.runner.carry_out(plan.commands, now), now)
+            for event in plan.events:
+                if isinstance(event, ev.RunSucceeded | ev.RunFailed | ev.RunLost):
+                    self.runner.forget(event.run_id)
+        self.last_tick_ms = (time.perf_counter() - began) * 1000
+        self.last_health = health(self._snapshot, now)
+        if plan.events:
+            self._log_tick(plan)
+        return plan
+
+    def _record_started(self, started: Sequence[Started], now: int) -> None:
+        def facts(snapshot: Snapshot) -> tuple[list[ev.Event], None]:
+            return [
+                ev.RunStarted(at=now, run_id=s.run_id, pid=s.pid, fallback=s.fallback)
+                for s in started
+                if s.run_id in snapshot.runs and snapshot.runs[s.run_id].started_at is None
+            ], None
+
+        if started:
+            self._append(facts)
+
+    def _log_tick(self, plan: TickPlan) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        s = plan.summary
+        h = self.last_health
+        line = {
+            "tick": s.tick, "at": s.now, "fired": s.fired, "skipped": s.skipped,
+            "coalesced": s.coalesced, "deferred": s.deferred, "missed": s.missed,
+            "dispatched": s.dispatched, "reconciled": s.reconciled, "retries": s.retries,
+            "cancelled": s.cancelled, "tick_ms": round(self.last_tick_ms, 3),
+        }  # fmt: skip
+        if h is not None:
+            line.update(
+                active=h.active_runs,
+                pending=h.pending,
+                held=h.held,
+                lag_ms=h.lag_ms,
+                position=h.position,
+            )
+        log.info(orjson.dumps(line).decode())
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Before looping: undo a draining left by a previous stop, adopt the active runs."""
+        if self._snapshot.options.draining:
+            options = evolve(self._snapshot.options, draining=False)
+            self.execute(ChangeOptions(options))
+        if self.runner is not None and self._snapshot.runs:
+            now = self.clock.now()
+            runs = sorted(self._snapshot.runs.values(), key=lambda r: r.run_id)
+            self._record_started(self.runner.adopt(runs, now), now)
+
+    def run(
+        self,
+        until: int | None = None,
+        *,
+        handle_signals: bool = False,
+        drain_timeout_ms: int = 60_000,
+    ) -> None:
+        """Tick until stopped (or until the clock reaches `until`)."""
+        previous = self._install_signals() if handle_signals else {}
+        self._stop = False
+        drain_deadline: int | None = None
+        try:
+            self.start()
+            while not self._stop:
+                plan = self.tick()
+                if plan.summary.more_due:
+                    continue  # the rest of the due batch, at once
+                now = self.clock.now()
+                if self._drain_requested and drain_deadline is None:
+                    drain_deadline = now + drain_timeout_ms
+                    options = evolve(self._snapshot.options, draining=True)
+                    self.execute(ChangeOptions(options))
+                    log.info("draining: %d active runs", self._snapshot.active)
+                if drain_deadline is not None and (
+                    self._snapshot.active == 0 or now >= drain_deadline
+                ):
+                    break
+                if until is not None and now >= until:
+                    break
+                self.clock.sleep_until(self._next_wake(now, until), self._wake)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _next_wake(self, now: int, until: int | None) -> int:
+        candidates = [now + self.idle_cap_ms, now + self.ledger_watch_ms]
+        wake = next_wake(self._snapshot)
+        if wake is not None:
+            candidates.append(wake)
+        runner_next = getattr(self.runner, "next_exit_at", None)
+        if callable(runner_next):
+            at = runner_next()
+            if isinstance(at, int):
+                candidates.append(at)
+        if until is not None:
+            candidates.append(until)
+        return max(now, min(candidates))
+
+    def _install_signals(self) -> dict[int, SignalHandler]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            if self._drain_requested:
+                log.warning("second signal %d: stopping now; runs are left to the restart", signum)
+                self.stop()
+            else:
+                log.info("signal %d: draining", signum)
+                self.drain()
+
+        previous: dict[int, SignalHandler] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, on_signal)
+        return previous
+
     def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
         self.ledger.close()

@@ -8,6 +8,7 @@ import attrs
 
 from cronledger.adapters.runner import Started
 from cronledger.domain.commands import CancelRun, RunnerCommand, StartRun
+from cronledger.domain.state import ActiveRun
 from cronledger.domain.values import ExitKind, RunExit
 
 
@@ -40,6 +41,7 @@ class FakeRunner:
         self._running: dict[str, _Running] = {}
         self.started: list[StartRun] = []
         self.cancelled: list[CancelRun] = []
+        self._lost: list[RunExit] = []
 
     def carry_out(self, commands: Sequence[RunnerCommand], now: int) -> list[Started]:
         """Start scripted runs and note cancellations; every start succeeds."""
@@ -57,6 +59,26 @@ class FakeRunner:
                 if running is not None and running.cancelled_at is None:
                     running.cancelled_at = now
         return started
+
+    def adopt(self, runs: Sequence[ActiveRun], now: int) -> list[Started]:
+        """Fake runs do not outlive their runner: runs it does not know are reported LOST."""
+        for run in runs:
+            if run.run_id not in self._running:
+                self._lost.append(
+                    RunExit(
+                        run_id=run.run_id,
+                        kind=ExitKind.LOST,
+                        finished_at=now,
+                        error="unknown to this fake runner",
+                    )
+                )
+        return []
+
+    def forget(self, run_id: str) -> None:
+        """Nothing is kept per run once its exit is reported."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     @property
     def active(self) -> int:
@@ -80,7 +102,7 @@ class FakeRunner:
             for run_id, r in self._running.items()
             if (t := self._exit_time(r)) is not None and t <= now
         ]
-        exits = []
+        exits, self._lost = self._lost, []
         for t, run_id, r in sorted(done, key=lambda x: (x[0], x[1])):
             del self._running[run_id]
             killed = r.cancelled_at is not None and t == r.cancelled_at

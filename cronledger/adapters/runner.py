@@ -1,14 +1,15 @@
-"""The runner port: carries out StartRun/CancelRun and reports what it observed."""
+"""The runner port, and `Runners`, which routes each run to the runner for its target."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import attrs
 
-from cronledger.domain.commands import RunnerCommand
-from cronledger.domain.values import RunExit
+from cronledger.domain.commands import CancelRun, RunnerCommand, StartRun
+from cronledger.domain.state import ActiveRun
+from cronledger.domain.values import Call, ExitKind, RunExit
 
 
 @attrs.frozen
@@ -28,3 +29,108 @@ class Runner(Protocol):
     def poll(self, now: int) -> list[RunExit]:
         """Exits observed since the last poll, each reported once."""
         ...
+
+    def adopt(self, runs: Sequence[ActiveRun], now: int) -> list[Started]:
+        """After a (re)start: take over the runs the ledger says are active.
+
+        Runs found running that the ledger does not show as started are returned (so their
+        RunStarted is recorded); runs that cannot be accounted for are reported LOST by `poll`.
+        """
+        ...
+
+    def forget(self, run_id: str) -> None:
+        """The run's outcome is durable: drop what was kept to report it."""
+        ...
+
+    def close(self) -> None:
+        """Stop watching; never kills running jobs."""
+        ...
+
+
+class Runners:
+    """Routes `Command` runs to a process runner and `Call` runs to a call runner."""
+
+    def __init__(
+        self, processes: Runner | None, calls: Runner | None, clock: Callable[[], int]
+    ) -> None:
+        self.processes = processes
+        self.calls = calls
+        self._clock = clock
+        self._lost: list[RunExit] = []
+
+    def _for(self, is_call: bool) -> Runner | None:
+        return self.calls if is_call else self.processes
+
+    def carry_out(self, commands: Sequence[RunnerCommand], now: int) -> list[Started]:
+        started: list[Started] = []
+        routed: dict[int, list[RunnerCommand]] = {}
+        for command in commands:
+            if isinstance(command, StartRun):
+                runner = self._for(isinstance(command.target, Call))
+                if runner is None:
+                    kind = (
+                        "in-process callables" if isinstance(command.target, Call) else ("commands")
+                    )
+                    self._lost.append(
+                        RunExit(
+                            run_id=command.run_id,
+                            kind=ExitKind.SPAWN_FAILED,
+                            finished_at=now,
+                            error=f"this engine has no runner for {kind}",
+                        )
+                    )
+                    continue
+                routed.setdefault(id(runner), []).append(command)
+            elif isinstance(command, CancelRun):
+                for runner in (self.processes, self.calls):
+                    if runner is not None:
+                        routed.setdefault(id(runner), []).append(command)
+        for runner in (self.processes, self.calls):
+            if runner is not None and id(runner) in routed:
+                started.extend(runner.carry_out(routed[id(runner)], now))
+        return started
+
+    def poll(self, now: int) -> list[RunExit]:
+        exits, self._lost = self._lost, []
+        for runner in (self.processes, self.calls):
+            if runner is not None:
+                exits.extend(runner.poll(now))
+        return exits
+
+    def adopt(self, runs: Sequence[ActiveRun], now: int) -> list[Started]:
+        started: list[Started] = []
+        commands = [r for r in runs if r.call is None]
+        for run in runs:
+            if run.call is not None:  # an in-process call died with the process that ran it
+                self._lost.append(
+                    RunExit(
+                        run_id=run.run_id,
+                        kind=ExitKind.LOST,
+                        finished_at=now,
+                        error=f"in-process call {run.call!r} was running when its engine stopped",
+                    )
+                )
+        if commands:
+            if self.processes is None:
+                self._lost.extend(
+                    RunExit(
+                        run_id=r.run_id,
+                        kind=ExitKind.LOST,
+                        finished_at=now,
+                        error="no process runner to adopt this run",
+                    )
+                    for r in commands
+                )
+            else:
+                started.extend(self.processes.adopt(commands, now))
+        return started
+
+    def forget(self, run_id: str) -> None:
+        for runner in (self.processes, self.calls):
+            if runner is not None:
+                runner.forget(run_id)
+
+    def close(self) -> None:
+        for runner in (self.processes, self.calls):
+            if runner is not None:
+                runner.close()

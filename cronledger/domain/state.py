@@ -98,6 +98,7 @@ class ActiveRun:
     attempt: int
     assigned_at: int
     deadline: int | None
+    call: str | None = None
     started_at: int | None = None
     pid: int | None = None
     fallback: bool = False

@@ -449,6 +449,7 @@ def _run_assigned(d: Draft, e: ev.RunAssigned) -> None:
         attempt=e.attempt,
         assigned_at=e.at,
         deadline=e.deadline,
+        call=e.call,
     )
     d["runs"] = d["runs"].set(e.run_id, run)
     _count(d, "assigned")

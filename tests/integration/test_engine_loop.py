@@ -1,0 +1,245 @@
+"""The engine loop: virtual time, wake-ups, draining, subscribers, adoption after a restart."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cronledger.adapters.call_runner import CallRunner
+from cronledger.adapters.clock import FakeClock, SystemClock
+from cronledger.adapters.engine import Engine
+from cronledger.adapters.fake_runner import FakeRunner, Script
+from cronledger.adapters.ledger import open_ledger
+from cronledger.adapters.runner import Runners
+from cronledger.domain import commands as cmd
+from cronledger.domain import events as ev
+from cronledger.domain.triggers import At, Every
+from cronledger.domain.values import Call, ConcurrencyPolicy, Options, Retry, ScheduleSpec
+
+T0 = 1_767_225_600_000
+SECOND, MINUTE, HOUR = 1000, 60_000, 3_600_000
+
+
+def _spec(sid: str, trigger: object, **kw: object) -> ScheduleSpec:
+    return ScheduleSpec(
+        id=sid,
+        trigger=trigger,  # type: ignore[arg-type]
+        target=Call("work"),
+        concurrency=kw.pop("concurrency", ConcurrencyPolicy.FORBID),  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _facts(engine: Engine, kind: type[ev.Event]) -> list[ev.Event]:
+    return [e for _, e in engine.ledger.read() if isinstance(e, kind)]
+
+
+def test_run_until_drives_a_simulated_day_without_sleeping() -> None:
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(30 * SECOND)))
+    engine.execute(cmd.AddSchedule(_spec("every-5m", Every(5 * MINUTE, T0))))
+    began = time.perf_counter()
+    engine.run(until=T0 + 24 * HOUR)
+    assert time.perf_counter() - began < 20
+    assert clock.now() == T0 + 24 * HOUR
+    fires = _facts(engine, ev.FireRecorded)
+    assert len(fires) == 24 * 12
+    assert all(f.at == f.nominal for f in fires)  # woken exactly at each due time: never late
+    assert len(_facts(engine, ev.RunSucceeded)) == 24 * 12 - 1  # the 24:00 run is still going
+
+
+def test_an_idle_engine_appends_nothing_and_wakes_only_to_check_the_ledger() -> None:
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(), ledger_watch_ms=SECOND)
+    for i in range(200):
+        engine.execute(cmd.AddSchedule(_spec(f"daily-{i}", Every(24 * HOUR, T0 + 12 * HOUR + i))))
+    position = engine.snapshot.position
+    ticks = 0
+    original = engine.tick
+
+    def counting_tick() -> object:
+        nonlocal ticks
+        ticks += 1
+        return original()
+
+    engine.tick = counting_tick  # type: ignore[method-assign]
+    engine.run(until=T0 + 10 * MINUTE)
+    assert engine.snapshot.position == position, "ticks that decide nothing append nothing"
+    assert ticks <= 10 * 60 + 2  # one per ledger check, not a spin
+
+
+def test_batches_of_due_schedules_are_handled_in_immediate_ticks() -> None:
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(SECOND)))
+    engine.execute(cmd.ChangeOptions(Options(batch_size=64, max_workers=1000)))
+    for i in range(300):
+        engine.execute(cmd.AddSchedule(_spec(f"s{i:03}", Every(MINUTE, T0))))
+    engine.run(until=T0 + MINUTE)
+    headers = [e for e in _facts(engine, ev.TickStarted) if isinstance(e, ev.TickStarted)]
+    fired_at_minute = [e for e in _facts(engine, ev.FireRecorded) if e.at == T0 + MINUTE]
+    assert len(fired_at_minute) == 300
+    assert len([h for h in headers if h.at == T0 + MINUTE]) == 5  # 64+64+64+64+44
+
+
+def test_a_command_from_another_thread_wakes_a_sleeping_engine() -> None:
+    calls = CallRunner(4)
+    done = threading.Event()
+    calls.register("work", done.set)
+    clock = SystemClock()
+    engine = Engine(
+        open_ledger("memory://"),
+        clock,
+        Runners(None, calls, clock.now),
+        idle_cap_ms=15_000,
+        ledger_watch_ms=15_000,
+    )
+    calls.set_wake(engine.wake)
+    loop = threading.Thread(target=engine.run, daemon=True)
+    loop.start()
+    time.sleep(0.05)  # let the loop go to sleep (it would sleep 15 s)
+    engine.execute(cmd.AddSchedule(_spec("soon", At(clock.now() + 300))))
+    assert done.wait(5), "the scheduled call did not run"
+    engine.stop()
+    loop.join(5)
+    assert not loop.is_alive()
+
+
+def test_draining_stops_dispatching_waits_for_active_runs_then_stops() -> None:
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(90 * SECOND)))
+    engine.execute(cmd.AddSchedule(_spec("job", Every(MINUTE, T0))))
+    engine.execute(cmd.AddSchedule(_spec("other", At(T0 + 75 * SECOND))))
+    engine.run(until=T0 + MINUTE + SECOND)
+    assert engine.snapshot.active == 1
+    engine.drain()
+    engine.run(until=T0 + HOUR, drain_timeout_ms=10 * MINUTE)
+    assert engine.snapshot.options.draining
+    assert engine.snapshot.active == 0
+    assert clock.now() == T0 + MINUTE + 90 * SECOND  # stopped as soon as the run ended
+    assert len(_facts(engine, ev.RunAssigned)) == 1  # "other" fired but was not dispatched
+    restarted = Engine(engine.ledger, clock, FakeRunner(Script(SECOND)))
+    restarted.start()
+    assert not restarted.snapshot.options.draining, "a restart undoes a leftover draining"
+
+
+def test_draining_gives_up_waiting_at_the_deadline_and_leaves_runs_to_the_restart() -> None:
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(HOUR)))
+    engine.execute(cmd.AddSchedule(_spec("job", Every(MINUTE, T0))))
+    engine.run(until=T0 + MINUTE)
+    engine.drain()
+    engine.run(until=T0 + HOUR, drain_timeout_ms=30 * SECOND)
+    assert clock.now() == T0 + MINUTE + 30 * SECOND
+    assert engine.snapshot.active == 1
+
+
+def test_subscribers_receive_runner_facts_once_durable() -> None:
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(SECOND, 1)))
+    seen: list[str] = []
+    engine.subscribe(lambda e: seen.append(type(e).__name__))
+    engine.subscribe(lambda e: 1 / 0)  # a broken subscriber does not stop the engine
+    engine.execute(cmd.AddSchedule(_spec("job", Every(MINUTE, T0))))
+    engine.run(until=T0 + MINUTE + 2 * SECOND)
+    assert seen == ["RunStarted", "RunFailed"]
+
+
+def test_after_a_restart_runs_nobody_can_account_for_are_lost_and_retried() -> None:
+    clock = FakeClock(T0)
+    ledger = open_ledger("memory://")
+    first = Engine(ledger, clock, FakeRunner(Script(HOUR)))
+    first.execute(cmd.AddSchedule(_spec("job", Every(HOUR, T0), retry=Retry(2, SECOND))))
+    first.run(until=T0 + HOUR)
+    assert first.snapshot.active == 1
+    # the process dies; a new engine with a runner that never heard of the run takes over
+    second = Engine(ledger, clock, FakeRunner(Script(SECOND)))
+    second.run(until=T0 + HOUR + 5 * SECOND)
+    [lost] = _facts(second, ev.RunLost)
+    assert isinstance(lost, ev.RunLost) and not lost.final
+    retried = [e for e in _facts(second, ev.RunAssigned) if isinstance(e, ev.RunAssigned)]
+    assert [r.attempt for r in retried] == [1, 2]
+    assert second.snapshot.active == 0
+
+
+def test_call_runner_reports_return_exception_unknown_name_and_abandons_on_timeout() -> None:
+    gate = threading.Event()
+    calls = CallRunner(4)
+    calls.register("ok", lambda: None)
+    calls.register("boom", lambda: (_ for _ in ()).throw(ValueError("bad input")))
+    calls.register("hang", lambda: gate.wait(10))
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, Runners(None, calls, clock.now))
+    calls.set_wake(engine.wake)
+    for name in ("ok", "boom", "hang", "missing"):
+        spec = ScheduleSpec(
+            id=name,
+            trigger=At(T0 + SECOND),
+            target=Call(name),
+            concurrency=ConcurrencyPolicy.FORBID,
+            timeout_ms=5 * SECOND,
+        )
+        engine.execute(cmd.AddSchedule(spec))
+    clock.advance(SECOND)
+    engine.tick()
+    deadline = time.monotonic() + 5
+    while len(_facts(engine, ev.RunSucceeded)) + len(_facts(engine, ev.RunFailed)) < 3:
+        assert time.monotonic() < deadline, "calls did not finish"
+        calls_done = threading.Event()
+        calls_done.wait(0.01)
+        engine.tick()
+    clock.advance(5 * SECOND)
+    engine.tick()  # the hanging call times out: cancelled, abandoned, reconciled
+    engine.tick()
+    failures = {e.run_id.split("@")[0]: e for e in _facts(engine, ev.RunFailed)}
+    assert isinstance(failures["boom"], ev.RunFailed)
+    assert failures["boom"].error == "ValueError: bad input"
+    assert failures["missing"].reason == "spawn_failed"  # type: ignore[attr-defined]
+    assert "no callable is registered as 'missing'" in failures["missing"].error  # type: ignore[attr-defined]
+    assert failures["hang"].reason == "timeout"  # type: ignore[attr-defined]
+    assert len(_facts(engine, ev.RunSucceeded)) == 1
+    gate.set()
+    calls.close()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    workers=st.integers(1, 4),
+    intervals=st.lists(st.integers(1, 30), min_size=1, max_size=6),
+    durations=st.lists(st.integers(0, 90), min_size=1, max_size=10),
+    policy=st.sampled_from(ConcurrencyPolicy),
+)
+def test_the_loop_never_exceeds_capacity_and_reconciles_every_started_run(
+    workers: int, intervals: list[int], durations: list[int], policy: ConcurrencyPolicy
+) -> None:
+    clock = FakeClock(T0)
+    lengths = itertools.cycle(durations)
+    runner = FakeRunner(lambda _c: Script(next(lengths) * SECOND))
+    engine = Engine(open_ledger("memory://"), clock, runner)
+    engine.execute(cmd.ChangeOptions(Options(max_workers=workers)))
+    for i, interval in enumerate(intervals):
+        engine.execute(
+            cmd.AddSchedule(_spec(f"s{i}", Every(interval * SECOND, T0), concurrency=policy))
+        )
+    peak = 0
+
+    def watch(_e: ev.Event) -> None:
+        nonlocal peak
+        peak = max(peak, engine.snapshot.active)
+
+    engine.subscribe(watch)
+    engine.run(until=T0 + 5 * MINUTE)
+    for i in range(len(intervals)):
+        engine.execute(cmd.PauseSchedule(f"s{i}"))
+    for _ in range(100):  # work off the queue
+        if not engine.snapshot.entries:
+            break
+        engine.run(until=clock.now() + 10 * MINUTE)
+    assert peak <= workers
+    started = {e.run_id for e in _facts(engine, ev.RunStarted) if isinstance(e, ev.RunStarted)}
+    ended = {e.run_id for e in _facts(engine, ev.RunSucceeded) + _facts(engine, ev.RunFailed)}
+    assert started and started == ended
+    assert engine.snapshot.active == 0
