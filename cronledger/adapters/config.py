@@ -1,0 +1,62 @@
+"""Engine options from a TOML file: the `[options]` table, validated with clear errors."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from cronledger.domain.durations import duration_ms
+from cronledger.domain.validation import validate_options
+from cronledger.domain.values import Options
+from cronledger.errors import InvalidInput
+
+# file key -> (Options field, parser)
+_KEYS: dict[str, tuple[str, str]] = {
+    "max_workers": ("max_workers", "int"),
+    "max_per_tick": ("max_per_tick", "int"),
+    "slot_headroom": ("slot_headroom", "int"),
+    "fallback_headroom": ("fallback_headroom", "int"),
+    "batch_size": ("batch_size", "int"),
+    "misfire_grace": ("misfire_grace_ms", "duration"),
+}
+
+
+def options_from_mapping(table: dict[str, Any], base: Options, where: str = "options") -> Options:
+    """`base` with the keys of `table` applied; unknown keys and bad values name the key."""
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in _KEYS:
+            known = ", ".join(sorted(_KEYS))
+            raise InvalidInput(f"{where}.{key}", "is not an option", f"use one of: {known}")
+        field, kind = _KEYS[key]
+        if kind == "int":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidInput(
+                    f"{where}.{key}", f"{value!r} is not a whole number", "write e.g. 8"
+                )
+            changes[field] = value
+        else:
+            changes[field] = duration_ms(value, f"{where}.{key}")
+    options = attrs.evolve(base, **changes)
+    validate_options(options)
+    return options
+
+
+def load_options(path: str | Path, base: Options) -> Options:
+    """Read the `[options]` table of a TOML file."""
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise InvalidInput("config", f"{file} does not exist", "pass an existing file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise InvalidInput(
+            "config", f"{file} is not valid TOML: {error}", "fix the file's syntax"
+        ) from None
+    table = data.get("options", {})
+    if not isinstance(table, dict):
+        raise InvalidInput("config.options", "is not a table", "write [options] then key = value")
+    return options_from_mapping(table, base)
