@@ -12,6 +12,7 @@ idle cap, or `until`. It never spins: with nothing due it wakes once per ledger 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -41,7 +42,31 @@ IDLE_CAP_MS = 15_000
 LEDGER_WATCH_MS = 1_000
 RUNNER_EVENTS = (ev.RunStarted, ev.RunSucceeded, ev.RunFailed, ev.RunLost)
 
+CRASH_POINTS = ("before_append", "after_append", "after_spawn")
+
 log = logging.getLogger("cronledger.engine")
+
+
+class CrashPoint:
+    """Crash tests: `CRONLEDGER_CRASH_AT=after_append:3` SIGKILLs the process the 3rd time a
+    tick with runner commands reaches that point (before_append, after_append, after_spawn)."""
+
+    def __init__(self, spec: str | None) -> None:
+        self.point, self.count = None, 0
+        if spec:
+            point, _, count = spec.partition(":")
+            if point not in CRASH_POINTS:
+                raise ValueError(f"CRONLEDGER_CRASH_AT: {point!r} is not one of {CRASH_POINTS}")
+            self.point, self.count = point, int(count or "1")
+
+    def reached(self, point: str) -> None:
+        if point != self.point:
+            return
+        self.count -= 1
+        if self.count == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 Subscriber = Callable[[ev.Event], None]
 Decide = Callable[[Snapshot], tuple[Sequence[ev.Event], Snapshot | None]]
 SignalHandler = Callable[[int, FrameType | None], object] | int | None
@@ -71,6 +96,7 @@ class Engine:
         self._drain_requested = False
         self.last_health: Health | None = None
         self.last_tick_ms: float = 0.0
+        self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
         self._snapshot: Snapshot = load_snapshot(ledger) or EMPTY
         self.refresh()
 
@@ -166,6 +192,8 @@ class Engine:
 
         def decide(snapshot: Snapshot) -> tuple[Sequence[ev.Event], Snapshot]:
             plans.append(plan_tick(snapshot, now, self._exits))
+            if plans[-1].commands:
+                self._crash.reached("before_append")
             return plans[-1].events, plans[-1].snapshot
 
         self._append(decide)
@@ -173,7 +201,10 @@ class Engine:
         self._exits.clear()
         if self.runner is not None:
             if plan.commands:
-                self._record_started(self.runner.carry_out(plan.commands, now), now)
+                self._crash.reached("after_append")
+                started = self.runner.carry_out(plan.commands, now)
+                self._crash.reached("after_spawn")
+                self._record_started(started, now)
             for event in plan.events:
                 if isinstance(event, ev.RunSucceeded | ev.RunFailed | ev.RunLost):
                     self.runner.forget(event.run_id)

@@ -80,7 +80,6 @@ class FakeRunner:
     def close(self) -> None:
         """Nothing to release."""
 
-    @property
     def active(self) -> int:
         return len(self._running)
 

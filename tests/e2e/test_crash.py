@@ -1,0 +1,148 @@
+"""kill -9 the daemon at each point of a tick, restart it: nothing lost, nothing run twice.
+
+The daemon runs as a real subprocess on an SQLite ledger with real jobs. Each job appends its
+run id to a marker file, so the test can see which runs really executed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cronledger.adapters.clock import SystemClock
+from cronledger.adapters.engine import Engine
+from cronledger.adapters.ledger import open_ledger
+from cronledger.domain import commands as cmd
+from cronledger.domain import events as ev
+from cronledger.domain.triggers import Every
+from cronledger.domain.values import Command, ConcurrencyPolicy, Retry, ScheduleSpec
+from cronledger.domain.verify import verify
+from cronledger.projectors.snapshot import project
+
+DAEMON = [sys.executable, "-m", "cronledger.adapters.daemon", "--log-level", "WARNING"]
+
+
+def _setup(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    marker = tmp_path / "marker"
+    engine = Engine.open(url, SystemClock())
+    now = engine.clock.now()
+    job = ("sh", "-c", f'echo "$0" >> {marker}; sleep "$1"', "{run_id}")
+    for sid, every_ms, sleep in (("quick", 1000, "0.2"), ("slow", 2000, "1.5")):
+        engine.execute(
+            cmd.AddSchedule(
+                ScheduleSpec(
+                    id=sid,
+                    trigger=Every(every_ms, now),
+                    target=Command((*job, sleep)),
+                    concurrency=ConcurrencyPolicy.QUEUE_ONE,
+                    retry=Retry(3, 200),
+                )
+            )
+        )
+    engine.close()
+    return url
+
+
+def _daemon(
+    url: str, tmp_path: Path, seconds: float, crash: str | None = None
+) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "CRONLEDGER_CRASH_AT"}
+    if crash:
+        env["CRONLEDGER_CRASH_AT"] = crash
+    return subprocess.Popen(
+        [*DAEMON, "--ledger", url, "--for", f"{int(seconds * 1000)}ms"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _events(url: str) -> list[ev.Event]:
+    with open_ledger(url) as ledger:
+        return [e for _, e in ledger.read()]
+
+
+def _wait_for(url: str, kind: type[ev.Event], count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(isinstance(e, kind) for e in _events(url)) < count:
+        assert time.monotonic() < deadline, f"no {count} {kind.__name__} within {timeout} s"
+        time.sleep(0.05)
+
+
+def _check(url: str, tmp_path: Path) -> None:
+    events = _events(url)
+    assigned = [e.run_id for e in events if isinstance(e, ev.RunAssigned)]
+    assert len(assigned) == len(set(assigned)), "a run was assigned twice"
+    outcomes = [
+        e.run_id for e in events if isinstance(e, ev.RunSucceeded | ev.RunFailed | ev.RunLost)
+    ]
+    assert sorted(outcomes) == sorted(assigned), "every run's outcome is recorded exactly once"
+    started = [e.run_id for e in events if isinstance(e, ev.RunStarted)]
+    assert len(started) == len(set(started)), "a RunStarted was recorded twice"
+    executed = (tmp_path / "marker").read_text().split()
+    assert len(executed) == len(set(executed)), "a run executed twice"
+    succeeded = {e.run_id for e in events if isinstance(e, ev.RunSucceeded)}
+    lost = {e.run_id for e in events if isinstance(e, ev.RunLost)}
+    assert set(executed) == succeeded, "what ran is what the ledger says succeeded"
+    assert not lost & set(executed), "a run recorded as lost had really run"
+    state = project(events)
+    assert len(state.runs) == 0 and not state.entries, "nothing is stuck"
+    assert verify(enumerate(events, 1)).ok
+
+
+def _finish(url: str, tmp_path: Path) -> None:
+    """Pause the schedules, then let a daemon adopt and reconcile everything left."""
+    engine = Engine.open(url, SystemClock())
+    for sid in ("quick", "slow"):
+        engine.execute(cmd.PauseSchedule(sid))
+    engine.close()
+    final = _daemon(url, tmp_path, 4)
+    assert final.wait(30) == 0, final.stderr.read() if final.stderr else ""
+
+
+@pytest.mark.parametrize("point", ["before_append:3", "after_append:3", "after_spawn:3"])
+def test_a_daemon_killed_at_a_point_of_the_tick_loses_nothing_and_runs_nothing_twice(
+    tmp_path: Path, point: str
+) -> None:
+    url = _setup(tmp_path)
+    crashed = _daemon(url, tmp_path, 20, crash=point)
+    assert crashed.wait(30) == -signal.SIGKILL, "the crash point was not reached"
+    restarted = _daemon(url, tmp_path, 3)
+    assert restarted.wait(30) == 0
+    _finish(url, tmp_path)
+    _check(url, tmp_path)
+    if point.startswith("after_append"):
+        assert any(isinstance(e, ev.RunLost) for e in _events(url)), "the unspawned run is lost"
+
+
+def test_a_daemon_killed_from_outside_while_jobs_run_loses_nothing(tmp_path: Path) -> None:
+    url = _setup(tmp_path)
+    daemon = _daemon(url, tmp_path, 30)
+    _wait_for(url, ev.RunStarted, 4, timeout=15)
+    daemon.send_signal(signal.SIGKILL)
+    assert daemon.wait(10) == -signal.SIGKILL
+    restarted = _daemon(url, tmp_path, 3)
+    assert restarted.wait(30) == 0
+    _finish(url, tmp_path)
+    _check(url, tmp_path)
+
+
+def test_sigterm_drains_and_a_second_daemon_finds_nothing_to_repair(tmp_path: Path) -> None:
+    url = _setup(tmp_path)
+    daemon = _daemon(url, tmp_path, 30)
+    _wait_for(url, ev.RunStarted, 3, timeout=15)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(20) == 0
+    events = _events(url)
+    drained = [e for e in events if isinstance(e, ev.OptionsChanged) and e.options.draining]
+    assert drained, "draining is a recorded fact"
+    assert len(project(events).runs) == 0, "the drain waited for the active runs"
+    _finish(url, tmp_path)
+    _check(url, tmp_path)

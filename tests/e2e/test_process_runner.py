@@ -1,0 +1,694 @@
+"""The process runner with real subprocesses: exits, signals, cancel, output, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cronledger.adapters import process_runner
+from cronledger.adapters.clock import SystemClock
+from cronledger.adapters.engine import Engine
+from cronledger.adapters.process_runner import NEVER_STARTED, ProcessRunner, run_file_name
+from cronledger.adapters.runner import Started
+from cronledger.domain import events as ev
+from cronledger.domain.commands import StartRun, SubmitTask
+from cronledger.domain.values import Call, Command, ExitKind
+from tests.e2e.conftest import (
+    T0,
+    Harness,
+    active_run,
+    process_alive,
+    start_run,
+    wait_for,
+)
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
+
+MakeHarness = Callable[..., Harness]
+
+
+def sh(script: str) -> list[str]:
+    return ["sh", "-c", script]
+
+
+def ready_file(tmp_path: Path, name: str = "ready") -> Path:
+    return tmp_path / name
+
+
+# --- exits ---------------------------------------------------------------------------------
+
+
+def test_a_successful_command_reports_exit_zero_with_its_stdout_and_stderr_tails(
+    harness: Harness,
+) -> None:
+    (started,) = harness.start(start_run("ok#1", sh("echo to-out; echo to-err >&2")))
+    assert started.run_id == "ok#1" and started.pid and not started.fallback
+
+    exit = harness.exit()
+
+    assert (exit.run_id, exit.kind, exit.exit_code, exit.signal) == (
+        "ok#1",
+        ExitKind.EXITED,
+        0,
+        None,
+    )
+    assert exit.succeeded
+    assert (exit.stderr_tail, exit.stderr_dropped, exit.error) == ("to-err\n", 0, "")
+    output = harness.runner.output("ok#1")
+    assert output is not None and output.stdout == "to-out\n" and output.stderr == "to-err\n"
+
+
+def test_a_failing_command_reports_its_nonzero_exit_code(harness: Harness) -> None:
+    harness.start(start_run("fail#1", sh("echo broken >&2; exit 3")))
+
+    exit = harness.exit()
+
+    assert (exit.kind, exit.exit_code, exit.stderr_tail) == (ExitKind.EXITED, 3, "broken\n")
+    assert not exit.succeeded
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_command_that_kills_itself_with_a_signal_is_reported_as_signaled(
+    harness: Harness, sig: signal.Signals
+) -> None:
+    harness.start(start_run("suicide#1", sh(f"kill -{sig.name[3:]} $$")))
+
+    exit = harness.exit()
+
+    assert (exit.kind, exit.signal, exit.exit_code) == (ExitKind.SIGNALED, int(sig), None)
+
+
+def test_finished_at_comes_from_the_clock_when_the_exit_is_seen(make_harness: MakeHarness) -> None:
+    h = make_harness(clock=lambda: 42)
+    h.start(start_run("clocked#1", ["true"]))
+
+    assert h.exit().finished_at == 42
+
+
+# --- cancel --------------------------------------------------------------------------------
+
+
+def test_cancel_sends_sigterm_and_the_run_is_reported_as_signaled_15(
+    harness: Harness, tmp_path: Path
+) -> None:
+    ready = ready_file(tmp_path)
+    harness.start(start_run("long#1", sh(f"touch '{ready}'; sleep 30")))
+    wait_for(ready.exists, "the job to start")
+    began = time.monotonic()
+
+    harness.cancel("long#1")
+    exit = harness.exit()
+
+    assert (exit.kind, exit.signal) == (ExitKind.SIGNALED, signal.SIGTERM)
+    assert time.monotonic() - began < 5, "SIGTERM alone should have stopped it"
+
+
+def test_a_job_that_ignores_sigterm_is_sigkilled_after_the_grace_period(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    h = make_harness(kill_grace_s=0.3)
+    ready = ready_file(tmp_path)
+    h.start(start_run("stubborn#1", sh(f"trap '' TERM; touch '{ready}'; sleep 30")))
+    wait_for(ready.exists, "the job to start")
+    began = time.monotonic()
+
+    h.cancel("stubborn#1")
+    exit = h.exit()
+
+    assert (exit.kind, exit.signal) == (ExitKind.SIGNALED, signal.SIGKILL)
+    assert time.monotonic() - began >= 0.3
+    assert "SIGKILL" in exit.error
+
+
+def test_cancel_kills_the_whole_process_group_including_a_forked_grandchild(
+    harness: Harness, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "grandchild"
+    script = f"sleep 300 & echo $! > '{pid_file}.tmp'; mv '{pid_file}.tmp' '{pid_file}'; wait"
+    harness.start(start_run("family#1", sh(script)))
+    wait_for(pid_file.exists, "the grandchild to be forked")
+    grandchild = int(pid_file.read_text())
+    assert process_alive(grandchild)
+
+    harness.cancel("family#1")
+    harness.exit()
+
+    wait_for(lambda: not process_alive(grandchild), "the grandchild to die")
+
+
+def test_cancelling_an_unknown_or_finished_run_does_nothing(harness: Harness) -> None:
+    harness.cancel("nobody#1")
+    harness.start(start_run("quick#1", ["true"]))
+    harness.exit()
+
+    harness.cancel("quick#1")
+
+    assert harness.runner.poll(T0) == []
+
+
+# --- spawning ------------------------------------------------------------------------------
+
+
+def test_a_missing_program_without_fallback_is_a_spawn_failure_naming_it(
+    harness: Harness,
+) -> None:
+    started = harness.start(start_run("missing#1", ["no-such-program-xyz", "arg"]))
+
+    exit = harness.exit()
+
+    assert started == []
+    assert exit.kind is ExitKind.SPAWN_FAILED
+    assert "no-such-program-xyz" in exit.error and "No such file or directory" in exit.error
+
+
+def test_a_missing_path_without_fallback_is_a_spawn_failure_naming_it(
+    harness: Harness, tmp_path: Path
+) -> None:
+    program = tmp_path / "not-there"
+    assert harness.start(start_run("missing-path#1", [str(program)])) == []
+
+    exit = harness.exit()
+
+    assert exit.kind is ExitKind.SPAWN_FAILED and str(program) in exit.error
+
+
+def test_a_file_that_is_not_executable_is_a_spawn_failure_with_permission_denied(
+    harness: Harness, tmp_path: Path
+) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+
+    started = harness.start(start_run("noexec#1", ["./script.sh"], cwd=tmp_path))
+    exit = harness.exit()
+
+    assert started == []
+    assert exit.kind is ExitKind.SPAWN_FAILED
+    assert "./script.sh" in exit.error and "Permission denied" in exit.error
+
+
+def test_a_program_that_cannot_be_spawned_runs_the_fallback_instead(
+    harness: Harness,
+) -> None:
+    command = start_run(
+        "fb#1", ["no-such-program-xyz"], fallback=["sh", "-c", 'echo "fallback for $0"', "{run_id}"]
+    )
+
+    (started,) = harness.start(command)
+    exit = harness.exit()
+
+    assert started.fallback and started.pid
+    assert exit.kind is ExitKind.EXITED and exit.exit_code == 0
+    output = harness.runner.output("fb#1")
+    assert output is not None and output.stdout == "fallback for fb#1\n"
+
+
+def test_when_the_fallback_cannot_be_spawned_either_both_reasons_are_reported(
+    harness: Harness,
+) -> None:
+    command = start_run("fb-bad#1", ["no-such-primary"], fallback=["no-such-fallback"])
+
+    assert harness.start(command) == []
+    exit = harness.exit()
+
+    assert exit.kind is ExitKind.SPAWN_FAILED
+    assert "no-such-primary" in exit.error and "no-such-fallback" in exit.error
+
+
+def test_a_missing_working_directory_is_a_spawn_failure(harness: Harness, tmp_path: Path) -> None:
+    assert harness.start(start_run("nocwd#1", ["true"], cwd=tmp_path / "gone")) == []
+
+    exit = harness.exit()
+
+    assert exit.kind is ExitKind.SPAWN_FAILED and "gone" in exit.error
+
+
+def test_a_call_target_is_refused_as_a_spawn_failure(harness: Harness) -> None:
+    command = StartRun(
+        run_id="call#1",
+        entry_id="call",
+        schedule_id=None,
+        attempt=1,
+        target=Call("noop"),
+        argv=(),
+        scheduled_for=None,
+        deadline=None,
+    )
+
+    assert harness.start(command) == []
+    assert harness.exit().kind is ExitKind.SPAWN_FAILED
+
+
+# --- output, env, cwd, argv ----------------------------------------------------------------
+
+
+def test_a_10_mb_stderr_is_bounded_to_its_tail_with_the_dropped_count(harness: Harness) -> None:
+    script = "head -c 10000000 /dev/zero | tr '\\0' x >&2; echo END >&2"
+    harness.start(start_run("loud#1", sh(script)))
+
+    exit = harness.exit()
+
+    total = 10_000_000 + len("END\n")
+    assert len(exit.stderr_tail) == 64 * 1024
+    assert exit.stderr_tail.endswith("xxEND\n")
+    assert exit.stderr_dropped == total - 64 * 1024
+
+
+def test_a_tail_cut_inside_a_utf8_character_starts_at_the_next_whole_character(
+    make_harness: MakeHarness,
+) -> None:
+    h = make_harness(tail_bytes=4)
+    h.start(start_run("utf8#1", sh("printf 'aé€' >&2")))  # 1 + 2 + 3 bytes
+
+    exit = h.exit()
+
+    assert (exit.stderr_tail, exit.stderr_dropped) == ("€", 3)
+
+
+def test_env_pairs_are_added_to_the_daemon_environment_and_cwd_is_honoured(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FROM_DAEMON", "inherited")
+    work = tmp_path / "work dir"
+    work.mkdir()
+    command = start_run(
+        "env#1", sh('echo "$FOO|$FROM_DAEMON"; pwd'), env={"FOO": "bar baz"}, cwd=work
+    )
+
+    harness.start(command)
+    assert harness.exit().exit_code == 0
+
+    output = harness.runner.output("env#1")
+    assert output is not None
+    assert output.stdout.splitlines() == ["bar baz|inherited", str(work)]
+
+
+def test_argv_with_spaces_quotes_and_substitutions_is_passed_literally(
+    harness: Harness, tmp_path: Path
+) -> None:
+    args = ["a b", "\"q\" 'q'", "$(touch pwned)", "`touch pwned2`", "*", "$HOME", "x;y|z&", "\\n"]
+    harness.start(start_run("literal#1", ["printf", "%s\\n", *args], cwd=tmp_path))
+
+    assert harness.exit().exit_code == 0
+
+    output = harness.runner.output("literal#1")
+    assert output is not None and output.stdout.split("\n")[:-1] == args
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
+
+
+def test_a_program_named_like_a_shell_builtin_runs_the_real_program(harness: Harness) -> None:
+    # dash's builtin echo would turn the backslash-n into a newline
+    harness.start(start_run("echo#1", ["echo", "a\\nb"]))
+
+    assert harness.exit().exit_code == 0
+    output = harness.runner.output("echo#1")
+    assert output is not None and output.stdout == "a\\nb\n"
+
+
+def test_the_command_reads_an_empty_stdin(harness: Harness) -> None:
+    harness.start(start_run("stdin#1", sh("wc -c")))
+
+    assert harness.exit().exit_code == 0
+    output = harness.runner.output("stdin#1")
+    assert output is not None and output.stdout.strip() == "0"
+
+
+# --- exactly once, never twice -------------------------------------------------------------
+
+
+def test_each_exit_is_reported_exactly_once_across_many_polls(harness: Harness) -> None:
+    commands = [start_run(f"many-{i}#1", sh(f"exit {i % 3}")) for i in range(20)]
+    assert len(harness.start(*commands)) == 20
+
+    exits = harness.exits(20)
+    for _ in range(20):
+        exits.extend(harness.runner.poll(T0))
+
+    assert Counter(e.run_id for e in exits) == Counter(c.run_id for c in commands)
+    assert {e.run_id: e.exit_code for e in exits} == {f"many-{i}#1": i % 3 for i in range(20)}
+    assert harness.runner.active() == 0
+
+
+def test_a_second_start_for_the_same_run_id_never_spawns_twice(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    count = tmp_path / "count"
+    release = tmp_path / "release"
+    script = f"echo x >> '{count}'; while [ ! -e '{release}' ]; do sleep 0.02; done"
+    first = make_harness()
+    command = start_run("once#1", sh(script))
+
+    started = first.start(command, command)  # twice in one batch
+    assert [s.run_id for s in started] == ["once#1"]
+    assert first.start(command) == []  # again while it runs
+    wait_for(count.exists, "the job to start")
+    first.close()
+    second = make_harness()
+    (adopted,) = second.start(command)  # a new runner: adopts it, spawns nothing
+    assert adopted.pid == started[0].pid
+    release.touch()
+
+    exit = second.exit()
+
+    assert exit.exit_code == 0
+    assert second.start(command) == []  # after its exit
+    assert count.read_text() == "x\n"
+    assert second.runner.poll(T0) == []
+
+
+# --- restarts ------------------------------------------------------------------------------
+
+
+def test_a_run_outlives_its_runner_and_the_next_runner_reports_its_exit_once(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    ready = ready_file(tmp_path)
+    script = f"echo started; touch '{ready}'; sleep 1; echo bye >&2; exit 7"
+    a = make_harness()
+    (started,) = a.start(start_run("survivor#1", sh(script)))
+    wait_for(ready.exists, "the job to start")
+    a.close()  # the daemon "crashes": nothing kills the job
+    assert process_alive(started.pid or 0)
+
+    b = make_harness()
+    assert b.adopt([active_run("survivor#1", started)]) == []  # the ledger has its RunStarted
+    assert b.runner.active() == 1
+    exit = b.exit()
+
+    assert (exit.run_id, exit.kind, exit.exit_code, exit.stderr_tail) == (
+        "survivor#1",
+        ExitKind.EXITED,
+        7,
+        "bye\n",
+    )
+    assert b.runner.active() == 0
+    assert b.runner.poll(T0) == []
+    output = b.runner.output("survivor#1")
+    assert output is not None and output.stdout == "started\n"
+
+
+def test_an_exit_that_happened_while_no_runner_watched_is_reported_on_adopt(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    a = make_harness()
+    (started,) = a.start(
+        start_run("unwatched#1", sh(f"while [ ! -e '{release}' ]; do sleep 0.02; done; exit 4"))
+    )
+    a.close()
+    release.touch()
+    wait_for(lambda: not process_alive(started.pid or 0), "the job to end")
+
+    now = int(time.time() * 1000)
+    b = make_harness()
+    assert b.runner.adopt([active_run("unwatched#1", started)], now) == []
+    (exit,) = b.runner.poll(now)
+
+    assert (exit.kind, exit.exit_code) == (ExitKind.EXITED, 4)
+    assert now - 60_000 < exit.finished_at <= now  # when it ended, not when it was noticed
+    assert b.runner.poll(now) == []
+
+
+def test_adopt_returns_started_for_a_running_run_the_ledger_shows_as_not_started(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    a = make_harness()
+    (started,) = a.start(
+        start_run("unrecorded#1", sh(f"while [ ! -e '{release}' ]; do sleep 0.02; done"))
+    )
+    a.close()  # died before RunStarted was appended
+
+    b = make_harness()
+    assert b.adopt([active_run("unrecorded#1")]) == [Started("unrecorded#1", started.pid, False)]
+    release.touch()
+
+    assert b.exit().exit_code == 0
+
+
+def test_adopt_reports_lost_for_a_run_with_no_trace(harness: Harness) -> None:
+    assert harness.adopt([active_run("ghost#1")]) == []
+
+    exit = harness.exit()
+
+    assert (exit.run_id, exit.kind, exit.error) == ("ghost#1", ExitKind.LOST, NEVER_STARTED)
+
+
+def test_adopt_reports_lost_for_a_started_run_whose_files_are_gone(harness: Harness) -> None:
+    harness.adopt([active_run("wiped#1", Started("wiped#1", 12345))])
+
+    exit = harness.exit()
+
+    assert exit.kind is ExitKind.LOST and "gone" in exit.error
+
+
+def test_adopt_reports_lost_when_the_supervisor_was_killed_and_stops_the_orphaned_job(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    job_pid = tmp_path / "job"
+    script = f"echo $$ > '{job_pid}.tmp'; mv '{job_pid}.tmp' '{job_pid}'; sleep 30"
+    a = make_harness()
+    (started,) = a.start(start_run("orphan#1", sh(script)))
+    wait_for(job_pid.exists, "the job to start")
+    a.close()
+    assert started.pid is not None
+    os.kill(started.pid, signal.SIGKILL)  # the supervisor only; the job itself runs on
+    os.waitpid(started.pid, 0)  # as init would, once the daemon that spawned it is gone
+
+    b = make_harness()
+    b.adopt([active_run("orphan#1", started)])
+    exit = b.exit()
+
+    assert exit.kind is ExitKind.LOST
+    assert f"pid {started.pid}" in exit.error and "SIGKILL" in exit.error
+    wait_for(lambda: not process_alive(int(job_pid.read_text())), "the orphaned job to die")
+
+
+def test_a_supervisor_killed_under_a_live_runner_is_signaled_and_its_job_is_stopped(
+    harness: Harness, tmp_path: Path
+) -> None:
+    job_pid = tmp_path / "job"
+    script = f"echo $$ > '{job_pid}.tmp'; mv '{job_pid}.tmp' '{job_pid}'; sleep 30"
+    (started,) = harness.start(start_run("headless#1", sh(script)))
+    wait_for(job_pid.exists, "the job to start")
+    assert started.pid is not None
+
+    os.kill(started.pid, signal.SIGKILL)
+    exit = harness.exit()
+
+    assert (exit.kind, exit.signal) == (ExitKind.SIGNALED, signal.SIGKILL)
+    assert "supervisor was killed" in exit.error
+    wait_for(lambda: not process_alive(int(job_pid.read_text())), "the orphaned job to die")
+
+
+def test_a_spawn_failure_is_reported_again_after_a_restart(make_harness: MakeHarness) -> None:
+    a = make_harness()
+    a.start(start_run("doomed#1", ["no-such-program-xyz"]))
+    a.close()  # crashed before its poll
+
+    b = make_harness()
+    b.adopt([active_run("doomed#1")])
+    exit = b.exit()
+
+    assert exit.kind is ExitKind.SPAWN_FAILED and "no-such-program-xyz" in exit.error
+
+
+def test_adopt_cancels_again_a_run_the_ledger_says_was_being_cancelled(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    ready = ready_file(tmp_path)
+    a = make_harness()
+    (started,) = a.start(start_run("doomed-run#1", sh(f"touch '{ready}'; sleep 30")))
+    wait_for(ready.exists, "the job to start")
+    a.close()  # crashed after RunCancelled was recorded, before signalling
+
+    b = make_harness(kill_grace_s=0.5)
+    b.adopt([active_run("doomed-run#1", started, cancelling="timeout")])
+    exit = b.exit()
+
+    assert (exit.kind, exit.signal) == (ExitKind.SIGNALED, signal.SIGTERM)
+
+
+def test_an_adopted_run_can_be_cancelled_including_its_group(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    ready = ready_file(tmp_path)
+    a = make_harness()
+    (started,) = a.start(
+        start_run("adopted-cancel#1", sh(f"trap '' TERM; touch '{ready}'; sleep 30"))
+    )
+    wait_for(ready.exists, "the job to start")
+    a.close()
+
+    b = make_harness(kill_grace_s=0.3)
+    b.adopt([active_run("adopted-cancel#1", started)])
+    b.cancel("adopted-cancel#1")
+    exit = b.exit()
+
+    assert (exit.kind, exit.signal) == (ExitKind.SIGNALED, signal.SIGKILL)
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def files_of(state_dir: Path, run_id: str) -> list[str]:
+    stem = run_file_name(run_id)
+    return sorted(p.name for p in (state_dir / "runs").iterdir() if p.name.startswith(stem + "."))
+
+
+def test_forget_deletes_a_finished_runs_files_but_never_a_running_ones(
+    harness: Harness, tmp_path: Path
+) -> None:
+    release, ready = tmp_path / "release", ready_file(tmp_path)
+    busy = f"touch '{ready}'; while [ ! -e '{release}' ]; do sleep 0.02; done"
+    harness.start(start_run("done#1", ["true"]), start_run("busy#1", sh(busy)))
+    assert harness.exit().run_id == "done#1"
+    wait_for(ready.exists, "the busy job to start")
+
+    harness.runner.forget("done#1")
+    harness.runner.forget("busy#1")
+
+    assert files_of(harness.state_dir, "done#1") == []
+    assert len(files_of(harness.state_dir, "busy#1")) == 3
+    release.touch()
+    harness.exit()
+
+
+def test_adopt_sweeps_files_of_runs_the_ledger_no_longer_knows_but_not_live_ones(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    release, ready = tmp_path / "release", ready_file(tmp_path)
+    live = f"touch '{ready}'; while [ ! -e '{release}' ]; do sleep 0.02; done"
+    a = make_harness()
+    a.start(start_run("recorded#1", ["true"]), start_run("live-unknown#1", sh(live)))
+    a.exits(1)
+    wait_for(ready.exists, "the live job to start")
+    a.close()
+
+    b = make_harness()
+    b.adopt([])
+
+    assert files_of(b.state_dir, "recorded#1") == []
+    assert len(files_of(b.state_dir, "live-unknown#1")) == 3
+    release.touch()
+
+
+def test_run_file_names_are_safe_distinct_and_bounded() -> None:
+    ids = ["a/b#1", "a%2Fb#1", "..#1", ".hidden#1", "x" * 300 + "#1", "x" * 300 + "#2", "é#1"]
+    names = [run_file_name(i) for i in ids]
+
+    assert len(set(names)) == len(names)
+    assert all("/" not in n and not n.startswith(".") and len(n) <= 200 for n in names)
+
+
+def test_run_files_are_private_to_the_daemon_user(harness: Harness) -> None:
+    harness.start(start_run("private#1", ["true"]))
+    harness.exit()
+
+    runs = harness.state_dir / "runs"
+    assert stat.S_IMODE(runs.stat().st_mode) == 0o700
+    assert stat.S_IMODE((runs / (run_file_name("private#1") + ".st")).stat().st_mode) == 0o600
+
+
+# --- the portable watcher ------------------------------------------------------------------
+
+
+def test_without_pidfds_exits_cancels_and_adoption_still_work(
+    make_harness: MakeHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(process_runner, "PIDFD_WATCH", False)
+    ready = ready_file(tmp_path)
+    release = tmp_path / "release"
+    a = make_harness(kill_grace_s=0.3)
+    a.start(start_run("p-ok#1", sh("echo e >&2; exit 2")))
+    (survivor,) = a.start(
+        start_run("p-survivor#1", sh(f"while [ ! -e '{release}' ]; do sleep 0.02; done; exit 5"))
+    )
+    a.start(start_run("p-cancel#1", sh(f"trap '' TERM; touch '{ready}'; sleep 30")))
+    wait_for(ready.exists, "the job to start")
+    a.cancel("p-cancel#1")
+
+    exits = {e.run_id: e for e in a.exits(2)}
+    assert (exits["p-ok#1"].exit_code, exits["p-ok#1"].stderr_tail) == (2, "e\n")
+    assert exits["p-cancel#1"].signal == signal.SIGKILL
+    a.close()
+
+    b = make_harness()
+    b.adopt([active_run("p-survivor#1", survivor)])
+    release.touch()
+    assert b.exit().exit_code == 5
+
+
+def test_the_runner_starts_with_a_fresh_state_dir(tmp_path: Path) -> None:
+    runner = ProcessRunner(tmp_path / "new" / "state")
+    try:
+        assert (tmp_path / "new" / "state" / "runs").is_dir()
+        assert runner.active() == 0 and runner.poll(T0) == []
+    finally:
+        runner.close()
+
+
+# --- with the engine -----------------------------------------------------------------------
+
+
+def _tick_until(engine: Engine, harness: Harness, done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 20
+    while not done():
+        assert time.monotonic() < deadline, "the engine did not get there in time"
+        engine.tick()
+        harness.woken.wait(0.2)
+        harness.woken.clear()
+
+
+def _facts(engine: Engine) -> list[ev.Event]:
+    return [e for _, e in engine.ledger.read()]
+
+
+def test_the_engine_records_a_real_process_from_assignment_to_success(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    h = make_harness()
+    engine = Engine.open(f"sqlite:///{tmp_path / 'ledger.db'}", SystemClock(), h.runner)
+    engine.execute(SubmitTask(target=Command(("sh", "-c", "echo done >&2"))))
+
+    _tick_until(engine, h, lambda: any(isinstance(e, ev.RunSucceeded) for e in _facts(engine)))
+
+    facts = _facts(engine)
+    (started,) = [e for e in facts if isinstance(e, ev.RunStarted)]
+    (succeeded,) = [e for e in facts if isinstance(e, ev.RunSucceeded)]
+    assert started.pid and succeeded.stderr_tail == "done\n"
+    engine.close()
+
+
+def test_a_restarted_engine_adopts_a_running_process_and_records_its_exit_once(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ready, release = ready_file(tmp_path), tmp_path / "release"
+    script = f"touch '{ready}'; while [ ! -e '{release}' ]; do sleep 0.02; done; exit 3"
+    a = make_harness()
+    first = Engine.open(url, SystemClock(), a.runner)
+    first.execute(SubmitTask(target=Command(("sh", "-c", script))))
+    _tick_until(first, a, ready.exists)
+    _tick_until(first, a, lambda: any(isinstance(e, ev.RunStarted) for e in _facts(first)))
+    a.close()  # the daemon dies; its job runs on
+    first.close()
+
+    b = make_harness()
+    second = Engine.open(url, SystemClock(), b.runner)
+    assert b.runner.adopt(list(second.snapshot.runs.values()), second.clock.now()) == []
+    release.touch()
+    _tick_until(second, b, lambda: not second.snapshot.runs)
+    second.tick()
+
+    failed = [e for e in _facts(second) if isinstance(e, ev.RunFailed)]
+    assert [(e.reason, e.exit_code) for e in failed] == [("exit", 3)]
+    second.close()
