@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import TypeVar
 
 import orjson
 
@@ -27,14 +28,14 @@ from cronledger.adapters.replay import catch_up
 from cronledger.adapters.runner import Runner, Started
 from cronledger.adapters.snapshots import load_snapshot, save_snapshot
 from cronledger.domain import events as ev
-from cronledger.domain.commands import ChangeOptions, UserCommand
+from cronledger.domain.commands import ChangeOptions, SubmitTask, UserCommand
 from cronledger.domain.evolve import evolve
 from cronledger.domain.handlers import handle
 from cronledger.domain.health import Health, health
 from cronledger.domain.state import EMPTY, Snapshot
 from cronledger.domain.tick import TickPlan, next_wake, plan_tick
-from cronledger.domain.values import RunExit
-from cronledger.errors import LedgerConflict
+from cronledger.domain.values import RunExit, Target
+from cronledger.errors import InvalidInput, LedgerConflict
 from cronledger.projectors.snapshot import apply_all
 
 MAX_CONFLICT_RETRIES = 50
@@ -68,6 +69,7 @@ class CrashPoint:
 
 
 Subscriber = Callable[[ev.Event], None]
+F = TypeVar("F", bound=Callable[..., object])
 Decide = Callable[[Snapshot], tuple[Sequence[ev.Event], Snapshot | None]]
 SignalHandler = Callable[[int, FrameType | None], object] | int | None
 
@@ -141,6 +143,51 @@ class Engine:
         if events:
             self.wake()
         return events
+
+    def submit(
+        self,
+        target: Target,
+        *,
+        priority: int = 0,
+        hold: str | None = None,
+        max_attempts: int = 1,
+        backoff_ms: int = 1000,
+        timeout_ms: int | None = None,
+    ) -> str:
+        """Queue a one-off task without a schedule (durable at once); returns its entry id."""
+        [queued] = self.execute(
+            SubmitTask(
+                target=target,
+                priority=priority,
+                hold=hold,
+                max_attempts=max_attempts,
+                backoff_ms=backoff_ms,
+                timeout_ms=timeout_ms,
+            )
+        )
+        assert isinstance(queued, ev.EntryQueued)
+        return queued.entry_id
+
+    def register(self, name: str, function: Callable[..., object]) -> None:
+        """Make `function` runnable in-process as `Call(name)`."""
+        calls = getattr(self.runner, "calls", None) or self.runner
+        register = getattr(calls, "register", None)
+        if not callable(register):
+            raise InvalidInput(
+                "runner",
+                "this engine has no in-process call runner",
+                "build the engine with a CallRunner (see daemon.build_engine)",
+            )
+        register(name, function)
+
+    def task(self, name: str) -> Callable[[F], F]:
+        """Decorator form of `register`: `@engine.task("name")`."""
+
+        def decorate(function: F) -> F:
+            self.register(name, function)
+            return function
+
+        return decorate
 
     def save_snapshot(self) -> int:
         """Store the current state at its ledger position; start-up then folds only the rest."""

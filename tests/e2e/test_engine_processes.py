@@ -1,0 +1,148 @@
+"""The engine with real subprocesses: policies that kill, hold and retry real processes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cronledger.adapters.daemon import build_engine
+from cronledger.adapters.engine import Engine
+from cronledger.domain import commands as cmd
+from cronledger.domain import events as ev
+from cronledger.domain.triggers import At, Every
+from cronledger.domain.values import Call, Command, ConcurrencyPolicy, Retry, ScheduleSpec
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = build_engine(f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "runs")
+    loop = threading.Thread(target=engine.run, daemon=True)
+    engine.loop = loop  # type: ignore[attr-defined]
+    yield engine
+    engine.stop()
+    if loop.is_alive():
+        loop.join(10)
+    engine.close()
+
+
+def _start(engine: Engine) -> None:
+    engine.loop.start()  # type: ignore[attr-defined]
+
+
+def _facts(engine: Engine, kind: type[ev.Event]) -> list[ev.Event]:
+    return [e for _, e in engine.ledger.read() if isinstance(e, kind)]
+
+
+def _wait(
+    engine: Engine, kind: type[ev.Event], count: int = 1, timeout: float = 15
+) -> list[ev.Event]:
+    deadline = time.monotonic() + timeout
+    while len(found := _facts(engine, kind)) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} {kind.__name__} in {timeout} s"
+        time.sleep(0.02)
+    return found
+
+
+def _spec(sid: str, trigger: object, argv: tuple[str, ...], **kw: object) -> ScheduleSpec:
+    return ScheduleSpec(
+        id=sid,
+        trigger=trigger,
+        target=Command(argv),  # type: ignore[arg-type]
+        concurrency=kw.pop("concurrency", ConcurrencyPolicy.FORBID),  # type: ignore[arg-type]
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+def test_replace_kills_the_old_process_and_starts_the_new_one(engine: Engine) -> None:
+    now = engine.clock.now()
+    engine.execute(
+        cmd.AddSchedule(
+            _spec("rep", Every(1000, now), ("sleep", "30"), concurrency=ConcurrencyPolicy.REPLACE)
+        )
+    )
+    _start(engine)
+    [cancelled] = _wait(engine, ev.RunCancelled)
+    [failed] = _wait(engine, ev.RunFailed)
+    assert isinstance(cancelled, ev.RunCancelled) and cancelled.reason == "replaced"
+    assert isinstance(failed, ev.RunFailed)
+    assert (failed.run_id, failed.reason, failed.signal) == (cancelled.run_id, "cancelled", 15)
+    assert failed.duration_ms < 5000, "the old process was killed, not waited for"
+
+
+def test_queue_one_starts_the_held_run_when_the_first_exits(engine: Engine) -> None:
+    now = engine.clock.now()
+    engine.execute(
+        cmd.AddSchedule(
+            _spec("q1", Every(1000, now), ("sleep", "1.6"), concurrency=ConcurrencyPolicy.QUEUE_ONE)
+        )
+    )
+    _start(engine)
+    released = _wait(engine, ev.EntryReleased, timeout=20)[0]
+    assert isinstance(released, ev.EntryReleased)
+    started = [e for e in _wait(engine, ev.RunStarted, 2) if isinstance(e, ev.RunStarted)]
+    assert started[1].run_id.startswith(released.entry_id)
+    first_done = [e for e in _facts(engine, ev.RunSucceeded) if isinstance(e, ev.RunSucceeded)]
+    assert first_done and first_done[0].at <= started[1].at, "no overlap"
+
+
+def test_a_timeout_kills_the_process_and_the_retry_waits_its_backoff(engine: Engine) -> None:
+    now = engine.clock.now()
+    engine.execute(
+        cmd.AddSchedule(
+            _spec("slow", At(now + 200), ("sleep", "30"), timeout_ms=500, retry=Retry(2, 700))
+        )
+    )
+    _start(engine)
+    failures = [
+        e for e in _wait(engine, ev.RunFailed, 2, timeout=20) if isinstance(e, ev.RunFailed)
+    ]
+    assert [(f.reason, f.final) for f in failures] == [("timeout", False), ("timeout", True)]
+    [retry] = _facts(engine, ev.RetryPlanned)
+    assigned = [e for e in _facts(engine, ev.RunAssigned) if isinstance(e, ev.RunAssigned)]
+    assert isinstance(retry, ev.RetryPlanned) and retry.not_before - retry.at == 700
+    assert assigned[1].at >= retry.not_before
+
+
+def test_spawn_failure_uses_the_fallback_or_records_spawn_failed(engine: Engine) -> None:
+    now = engine.clock.now()
+    engine.execute(
+        cmd.AddSchedule(
+            ScheduleSpec(
+                id="fallback",
+                trigger=At(now + 200),
+                concurrency=ConcurrencyPolicy.FORBID,
+                target=Command(("/no/such/program",), fallback=("true",)),
+            )
+        )
+    )
+    engine.execute(cmd.AddSchedule(_spec("missing", At(now + 200), ("/no/such/program",))))
+    _start(engine)
+    _wait(engine, ev.RunSucceeded)
+    [failed] = _wait(engine, ev.RunFailed)
+    assert isinstance(failed, ev.RunFailed)
+    assert failed.reason == "spawn_failed" and "/no/such/program" in failed.error
+    started = [e for e in _facts(engine, ev.RunStarted) if isinstance(e, ev.RunStarted)]
+    assert [s.fallback for s in started] == [True]
+
+
+def test_submitted_calls_and_commands_run_and_subscribers_see_them(engine: Engine) -> None:
+    seen: list[str] = []
+    engine.subscribe(lambda e: seen.append(type(e).__name__))
+
+    @engine.task("add")
+    def add() -> None:
+        pass
+
+    engine.submit(Call("add"), priority=5)
+    engine.submit(Command(("sh", "-c", "echo to-stderr >&2; exit 4")))
+    _start(engine)
+    _wait(engine, ev.RunSucceeded)
+    [failed] = _wait(engine, ev.RunFailed)
+    assert isinstance(failed, ev.RunFailed)
+    assert (failed.exit_code, failed.reason) == (4, "exit")
+    assert "to-stderr" in failed.stderr_tail
+    assert seen.count("RunStarted") == 2 and "RunFailed" in seen
