@@ -81,8 +81,6 @@ import attrs
 
 from cronledger.adapters.runner import Started
 from cronledger.domain.commands import CancelRun, RunnerCommand, StartRun
-from cronledger.domain.dispatch import render_argv
-from cronledger.domain.instants import iso
 from cronledger.domain.state import ActiveRun
 from cronledger.domain.values import Command, ExitKind, RunExit
 
@@ -479,7 +477,7 @@ class ProcessRunner:
             return argv, False
         if not target.fallback:
             return problem
-        fallback = list(render_argv(target.fallback, _placeholders(command)))
+        fallback = list(command.fallback_argv or target.fallback)
         fallback_problem = self._check_program(fallback, cwd, path)
         if fallback_problem is None:
             return fallback, True
@@ -781,13 +779,3 @@ class ProcessRunner:
         """Wake the watcher thread (a new deadline, a new lock-polled run, or close)."""
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"x")
-
-
-def _placeholders(command: StartRun) -> dict[str, str]:
-    """The values `render_argv` fills in, as dispatch renders them for the primary argv."""
-    return {
-        "{run_id}": command.run_id,
-        "{schedule}": command.schedule_id or "",
-        "{scheduled_for}": iso(command.scheduled_for),
-        "{attempt}": str(command.attempt),
-    }

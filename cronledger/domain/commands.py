@@ -104,6 +104,7 @@ class StartRun:
     argv: tuple[str, ...]
     scheduled_for: int | None
     deadline: int | None
+    fallback_argv: tuple[str, ...] | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -58,6 +58,7 @@ def dispatch(snapshot: Snapshot, now: int, limit: int) -> tuple[list[ev.Event], 
         scheduled_for = entry.nominal if entry.nominal is not None else entry.queued_at
         target = entry.target
         argv: tuple[str, ...] = ()
+        fallback = None
         call = None
         if isinstance(target, Command):
             values = {
@@ -67,6 +68,8 @@ def dispatch(snapshot: Snapshot, now: int, limit: int) -> tuple[list[ev.Event], 
                 "{attempt}": str(entry.attempt),
             }
             argv = render_argv(target.argv, values)
+            if target.fallback:
+                fallback = render_argv(target.fallback, values)
         else:
             call = target.name
         deadline = now + entry.timeout_ms if entry.timeout_ms is not None else None
@@ -91,6 +94,7 @@ def dispatch(snapshot: Snapshot, now: int, limit: int) -> tuple[list[ev.Event], 
                 argv=argv,
                 scheduled_for=scheduled_for,
                 deadline=deadline,
+                fallback_argv=fallback,
             )
         )
     return events, commands

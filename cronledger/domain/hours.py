@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
+from cronledger.domain.zones import offset_at, offset_change
 from cronledger.errors import InvalidInput
 
 
@@ -70,10 +71,6 @@ def _zone(key: str, field: str = "window") -> ZoneInfo:
         return ZoneInfo(key)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise InvalidInput(f"{field}.timezone", f"unknown time zone {key!r}", fix) from exc
-
-
-def _seconds(delta: timedelta | None) -> int:
-    return 0 if delta is None else delta.days * 86_400 + delta.seconds
 
 
 def window_contains(window: Window, instant_ms: int) -> bool:
@@ -162,13 +159,7 @@ def _next_change(window: Window, t_ms: int) -> int:
 
 def _next_transition(tz: ZoneInfo, low: int, high: int) -> int | None:
     """The first offset change in (low, high] (epoch seconds), assuming at most one."""
-    offset = _seconds(datetime.fromtimestamp(low, tz).utcoffset())
-    if _seconds(datetime.fromtimestamp(high, tz).utcoffset()) == offset:
+    offset = offset_at(tz, low)
+    if offset_at(tz, high) == offset:
         return None
-    while high - low > 1:
-        mid = (low + high) // 2
-        if _seconds(datetime.fromtimestamp(mid, tz).utcoffset()) == offset:
-            low = mid
-        else:
-            high = mid
-    return high
+    return offset_change(tz, low, high, offset)

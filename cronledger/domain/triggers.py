@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 from croniter import CroniterUnsupportedSyntaxError, croniter
 
+from cronledger.domain.zones import offset_change, seconds
 from cronledger.errors import InvalidInput
 
 
@@ -390,11 +391,11 @@ def _cron_next(m: _Matcher, zone: str, after_ms: int) -> int | None:
     tz = _zone(zone)
     after_s = after_ms // 1000
     reading = datetime.fromtimestamp(after_s, tz)
-    offset = _seconds(reading.utcoffset())
+    offset = seconds(reading.utcoffset())
     wall = (after_s + offset) // 60 + 1
     wildcard = not m.fixed_hour
     if wildcard and reading.fold == 0:
-        later_offset = _seconds(reading.replace(fold=1).utcoffset())
+        later_offset = seconds(reading.replace(fold=1).utcoffset())
         if later_offset < offset:
             # `after` is the first reading of a repeated wall time: the fold's second readings
             # of earlier wall times are still to come, so search from there.
@@ -405,14 +406,14 @@ def _cron_next(m: _Matcher, zone: str, after_ms: int) -> int | None:
         if found is None:
             return best
         local = _EPOCH_NAIVE + timedelta(minutes=found)
-        off_before = _seconds(local.replace(tzinfo=tz).utcoffset())
-        off_after = _seconds(local.replace(tzinfo=tz, fold=1).utcoffset())
+        off_before = seconds(local.replace(tzinfo=tz).utcoffset())
+        off_after = seconds(local.replace(tzinfo=tz, fold=1).utcoffset())
         base = found * 60
         if off_before < off_after:  # the wall time does not exist (spring gap)
             if wildcard:
                 wall = found + 1
                 continue
-            first = _transition(tz, base - off_after, base - off_before, off_before) * 1000
+            first = offset_change(tz, base - off_after, base - off_before, off_before) * 1000
         else:
             first = (base - off_before) * 1000
         if first > after_ms:
@@ -423,21 +424,6 @@ def _cron_next(m: _Matcher, zone: str, after_ms: int) -> int | None:
                 best = second
         wall = found + 1
     return best
-
-
-def _seconds(delta: timedelta | None) -> int:
-    return 0 if delta is None else delta.days * 86_400 + delta.seconds
-
-
-def _transition(tz: ZoneInfo, low: int, high: int, old_offset: int) -> int:
-    """The instant (epoch s) in (low, high] where the offset leaves `old_offset`."""
-    while high - low > 1:
-        mid = (low + high) // 2
-        if _seconds(datetime.fromtimestamp(mid, tz).utcoffset()) == old_offset:
-            low = mid
-        else:
-            high = mid
-    return high
 
 
 def fires_between(trigger: Trigger, first_ms: int, last_ms: int) -> tuple[int, int | None]:

@@ -20,6 +20,8 @@ import pytest
 from cronledger.adapters.process_runner import ProcessRunner
 from cronledger.adapters.runner import Started
 from cronledger.domain.commands import CancelRun, StartRun
+from cronledger.domain.dispatch import render_argv
+from cronledger.domain.instants import iso
 from cronledger.domain.state import ActiveRun
 from cronledger.domain.values import Command, RunExit
 
@@ -52,6 +54,12 @@ def start_run(
         argv=argv,
         scheduled_for=T0,
         deadline=None,
+        fallback_argv=None
+        if fallback is None
+        else render_argv(
+            tuple(fallback),
+            {"{run_id}": run_id, "{schedule}": "", "{scheduled_for}": iso(T0), "{attempt}": "1"},
+        ),
     )
 
 

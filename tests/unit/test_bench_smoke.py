@@ -1,0 +1,43 @@
+"""Smoke test: `bench/core.py --quick --json` runs and reports every figure (no timing goals)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPRESSIONS = ("*/5 * * * *", "0 9 * * 1-5", "30 2 1 * *", "0 */3 * * *", "15 14 * * 5#2")
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "core.py"),
+            "--quick",
+            "--json",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+
+    assert set(result["plan_tick_ms"]) == {"1000", "10000", "100000"}
+    assert all(_positive(v) for v in result["plan_tick_ms"].values())
+    for key in ("next_fire_us", "croniter_us"):
+        assert set(result[key]) == set(EXPRESSIONS), key
+        assert all(_positive(v) for v in result[key].values()), key
+    assert _positive(result["replay_events_per_s"])
+    assert _positive(result["rss_mb_100k"])
+    assert result["replay_equals_simulation"] is True
