@@ -37,6 +37,7 @@ _SCALARS: Final[frozenset[Any]] = frozenset({int, str, bool, float, _NONE_TYPE, 
 _loads = orjson.loads
 _dumps = orjson.dumps
 _new = object.__new__
+_set = object.__setattr__
 
 
 def _json_kind(value: object) -> str:
@@ -159,12 +160,37 @@ def _attrs_plan(cls: type, tag: str | None) -> Plan:
             scope[f"c{i}"] = dc
             value = f"c{i}({value})"
         args.append(f"{alias}={value}")
-    source = (
-        "def dec(d):\n"
-        "    if type(d) is not dict or d.keys() != keys:\n"
-        "        raise bad_shape(d)\n"
-        f"    return cls({', '.join(args)})\n"
+    plain = (
+        "__slots__" not in cls.__dict__
+        and all(f.converter is None and f.validator is None for f in attrs.fields(cls))
+        and len(fields) == len(attrs.fields(cls))
+        and not hasattr(cls, "__attrs_post_init__")
+        and all(name == alias for name, alias, _, _ in specs)
     )
+    if plain:
+        # A dict-backed class with nothing to run on init: the JSON object becomes its __dict__.
+        scope["new"], scope["set"] = _new, _set
+        body = "".join(
+            f"    d[{name!r}] = c{i}(d[{name!r}])\n"
+            for i, (name, _, _, dc) in enumerate(specs)
+            if dc is not None
+        )
+        if tag:
+            body += f"    del d[{TAG!r}]\n"
+        source = (
+            "def dec(d):\n"
+            "    if type(d) is not dict or d.keys() != keys:\n"
+            "        raise bad_shape(d)\n" + body + "    o = new(cls)\n"
+            "    set(o, '__dict__', d)\n"
+            "    return o\n"
+        )
+    else:
+        source = (
+            "def dec(d):\n"
+            "    if type(d) is not dict or d.keys() != keys:\n"
+            "        raise bad_shape(d)\n"
+            f"    return cls({', '.join(args)})\n"
+        )
     exec(compile(source, f"<cronledger codec for {label}>", "exec"), scope)
     dec: Convert = scope["dec"]
     return enc, dec

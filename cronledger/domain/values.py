@@ -107,7 +107,7 @@ class ExitKind(StrEnum):
     LOST = "lost"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class RunExit:
     """An observation: a runner saw run `run_id` end. The tick turns it into facts."""
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from immutables import Map
+
 from cronledger.domain import events as ev
 from cronledger.domain.evolve import build, evolve, make
 from cronledger.domain.sorted_keys import SortedKeys
@@ -60,6 +62,8 @@ def apply_all(
     d: Draft = snapshot.__dict__.copy()
     if rebuild_indexes:
         d["due"] = d["ready"] = d["delayed"] = None
+        for name in _MAPS:  # a long fold works on plain dicts, made persistent at the end
+            d[name] = dict(d[name].items())
     handlers = _HANDLERS
     position = snapshot.position
     for event in events:
@@ -86,6 +90,7 @@ def rebuild_indexes(snapshot: Snapshot) -> Snapshot:
 
 
 def _rebuild_indexes(d: Draft) -> None:
+    _finish_maps(d)
     d["due"] = SortedKeys.of(
         (s.wake_at, sid) for sid, s in d["schedules"].items() if s.wake_at is not None
     )
@@ -117,16 +122,40 @@ def _finish_counts(d: Draft) -> None:
         d["counters"] = build(Counters, counts)
 
 
+def _m(d: Draft, name: str) -> Any:
+    """The draft's map `name` as a MapMutation (made on first write; finished by _finish)."""
+    m = d[name]
+    if type(m) is Map:
+        m = d[name] = m.mutate()
+    return m
+
+
+_MAPS = ("schedules", "entries", "open_by_schedule", "runs")
+
+
+def _finish_maps(d: Draft) -> None:
+    for name in _MAPS:
+        m = d[name]
+        if type(m) is dict:
+            d[name] = Map(m)
+        elif type(m) is not Map:
+            d[name] = m.finish()
+
+
 def _finish(d: Draft) -> Snapshot:
+    _finish_maps(d)
     _finish_counts(d)
     return build(Snapshot, d)
 
 
 def _put_schedule(d: Draft, old: ScheduleState | None, new: ScheduleState) -> None:
     sid = new.spec.id
+    if d["due"] is None:  # bulk replay: the due index is rebuilt at the end
+        _m(d, "schedules")[sid] = new
+        return
     old_wake = old.wake_at if old is not None else None
     new_wake = new.wake_at
-    d["schedules"] = d["schedules"].set(sid, new)
+    _m(d, "schedules")[sid] = new
     if old_wake != new_wake and d["due"] is not None:
         d["due"] = d["due"].replace(
             (old_wake, sid) if old_wake is not None else None,
@@ -176,18 +205,18 @@ def _unindex_entry(d: Draft, entry: Entry) -> None:
 
 
 def _add_entry(d: Draft, entry: Entry) -> None:
-    d["entries"] = d["entries"].set(entry.id, entry)
+    _m(d, "entries")[entry.id] = entry
     d["seq"] = entry.seq
     sid = entry.schedule_id
     if sid is not None:
-        opened = d["open_by_schedule"]
-        d["open_by_schedule"] = opened.set(sid, (*opened.get(sid, ()), entry.id))
+        opened = _m(d, "open_by_schedule")
+        opened[sid] = (*opened.get(sid, ()), entry.id)
     _index_entry(d, entry)
 
 
 def _replace_entry(d: Draft, old: Entry, new: Entry) -> None:
     _unindex_entry(d, old)
-    d["entries"] = d["entries"].set(new.id, new)
+    _m(d, "entries")[new.id] = new
     _index_entry(d, new)
 
 
@@ -196,23 +225,29 @@ def _remove_entry(d: Draft, entry_id: str) -> None:
     if entry is None:
         return
     _unindex_entry(d, entry)
-    d["entries"] = d["entries"].delete(entry_id)
+    del _m(d, "entries")[entry_id]
     sid = entry.schedule_id
     if sid is None:
         return
-    opened = d["open_by_schedule"]
-    remaining = tuple(e for e in opened.get(sid, ()) if e != entry_id)
+    ids = d["open_by_schedule"].get(sid)
+    if ids is None:
+        return
+    if len(ids) == 1:  # the usual case: the schedule's only open entry
+        if ids[0] == entry_id:
+            del _m(d, "open_by_schedule")[sid]
+        return
+    remaining = tuple(e for e in ids if e != entry_id)
     if remaining:
-        d["open_by_schedule"] = opened.set(sid, remaining)
-    elif sid in opened:
-        d["open_by_schedule"] = opened.delete(sid)
+        _m(d, "open_by_schedule")[sid] = remaining
+    else:
+        del _m(d, "open_by_schedule")[sid]
 
 
 def _end_run(d: Draft, run_id: str) -> ActiveRun | None:
     run: ActiveRun | None = d["runs"].get(run_id)
     if run is None:
         return None
-    d["runs"] = d["runs"].delete(run_id)
+    del _m(d, "runs")[run_id]
     if run.fallback:
         d["fallback_active"] -= 1
     return run
@@ -226,7 +261,7 @@ def _record_outcome(d: Draft, run: ActiveRun | None, outcome: str, failed: bool)
         return
     failures = old.consecutive_failures + 1 if failed else 0
     new = evolve(old, last_outcome=outcome, consecutive_failures=failures)
-    d["schedules"] = d["schedules"].set(run.schedule_id, new)
+    _m(d, "schedules")[run.schedule_id] = new
 
 
 # --- schedules ------------------------------------------------------------------------------
@@ -275,19 +310,19 @@ def _schedule_removed(d: Draft, e: ev.ScheduleRemoved) -> None:
         return
     if old.wake_at is not None and d["due"] is not None:
         d["due"] = d["due"].remove((old.wake_at, sid))
-    d["schedules"] = d["schedules"].delete(sid)
+    del _m(d, "schedules")[sid]
     d["requests"] = tuple(r for r in d["requests"] if r[1] != sid)
     # Runs still going belong to no schedule now, so a schedule re-added under the same id
     # starts with a clean slate.
     opened = d["open_by_schedule"]
     for entry_id in opened.get(sid, ()):
         entry = d["entries"][entry_id]
-        d["entries"] = d["entries"].set(entry_id, evolve(entry, schedule_id=None))
+        _m(d, "entries")[entry_id] = evolve(entry, schedule_id=None)
         run = d["runs"].get(entry.run_id) if entry.run_id is not None else None
         if run is not None:
-            d["runs"] = d["runs"].set(run.run_id, evolve(run, schedule_id=None))
+            _m(d, "runs")[run.run_id] = evolve(run, schedule_id=None)
     if sid in opened:
-        d["open_by_schedule"] = opened.delete(sid)
+        del _m(d, "open_by_schedule")[sid]
 
 
 @_on(ev.TriggerRequested)
@@ -316,14 +351,16 @@ def _fire_recorded(d: Draft, e: ev.FireRecorded) -> None:
         return
     spec = state.spec
     if e.request_id is None:
-        _advance(
-            d,
-            e.schedule_id,
-            e.next_fire_at,
-            e.due_at,
+        new = evolve(
+            state,
+            next_fire_at=e.next_fire_at,
+            due_at=e.due_at,
+            deferred_since=None,
+            deferred_until=None,
             last_fired_for=e.nominal,
             fire_count=state.fire_count + 1,
         )
+        _put_schedule(d, state, new)
         _count(d, "fires")
     else:
         _drop_request(d, e.request_id)
@@ -451,7 +488,7 @@ def _run_assigned(d: Draft, e: ev.RunAssigned) -> None:
         deadline=e.deadline,
         call=e.call,
     )
-    d["runs"] = d["runs"].set(e.run_id, run)
+    _m(d, "runs")[e.run_id] = run
     _count(d, "assigned")
 
 
@@ -463,14 +500,14 @@ def _run_started(d: Draft, e: ev.RunStarted) -> None:
     if e.fallback and not run.fallback:
         d["fallback_active"] += 1
     started = evolve(run, started_at=e.at, pid=e.pid, fallback=e.fallback)
-    d["runs"] = d["runs"].set(e.run_id, started)
+    _m(d, "runs")[e.run_id] = started
 
 
 @_on(ev.RunCancelled)
 def _run_cancelled(d: Draft, e: ev.RunCancelled) -> None:
     run = d["runs"].get(e.run_id)
     if run is not None:
-        d["runs"] = d["runs"].set(e.run_id, evolve(run, cancelling=e.reason))
+        _m(d, "runs")[e.run_id] = evolve(run, cancelling=e.reason)
 
 
 @_on(ev.RunSucceeded)
@@ -487,7 +524,7 @@ def _run_ended_badly(d: Draft, run_id: str, entry_id: str, outcome: str, final: 
         return
     entry = d["entries"].get(entry_id)
     if entry is not None:
-        d["entries"] = d["entries"].set(entry_id, evolve(entry, run_id=None))
+        _m(d, "entries")[entry_id] = evolve(entry, run_id=None)
 
 
 @_on(ev.RunFailed)
@@ -511,6 +548,6 @@ def _retry_planned(d: Draft, e: ev.RetryPlanned) -> None:
     new = evolve(
         entry, status=EntryStatus.PENDING, attempt=e.attempt, not_before=e.not_before, run_id=None
     )
-    d["entries"] = d["entries"].set(e.entry_id, new)
+    _m(d, "entries")[e.entry_id] = new
     _index_entry(d, new)
     _count(d, "retries")
