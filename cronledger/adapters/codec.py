@@ -236,11 +236,19 @@ def _key_problem(got: Iterable[str], want: frozenset[str]) -> str:
 
 # --- events ---------------------------------------------------------------------------------
 
+# Fields the snapshot fold never reads, left undecoded (as ()) in a replay: a tick header's
+# exits are a third of all decode time, and only `verify` (which decodes fully) needs them.
+REPLAY_SKIPS: Final[dict[str, tuple[str, ...]]] = {"TickStarted": ("exits",)}
+
+
+def _skipped(_value: Any) -> Any:
+    return ()
+
 
 class _EventPlan:
     """Everything needed to encode and decode one event class, built once."""
 
-    __slots__ = ("cls", "decode", "encoders", "names", "size", "topic", "version")
+    __slots__ = ("cls", "decode", "encoders", "lean_decode", "names", "size", "topic", "version")
 
     def __init__(self, cls: type[Event]) -> None:
         if not attrs.has(typing.cast(Any, cls)) or not hasattr(_new(cls), "__dict__"):
@@ -265,8 +273,18 @@ class _EventPlan:
             if not callable(up):
                 raise TypeError(f"{cls.__name__} has class_version {self.version} but no {name}")
             upcasters.append(up)
-        self.decode = _event_decoder(
-            cls, self.names, tuple((n, d) for n, _, d in plans if d is not None), upcasters
+        decoders = tuple((n, d) for n, _, d in plans if d is not None)
+        self.decode = _event_decoder(cls, self.names, decoders, upcasters)
+        skipped = REPLAY_SKIPS.get(self.topic, ())
+        self.lean_decode = (
+            _event_decoder(
+                cls,
+                self.names,
+                tuple((n, _skipped if n in skipped else d) for n, d in decoders),
+                upcasters,
+            )
+            if skipped
+            else self.decode
         )
 
     def encode(self, event: Event) -> bytes:
@@ -351,12 +369,14 @@ class EventCodec:
             classes = ALL_EVENTS
         self._by_class: dict[type, _EventPlan] = {}
         self._decoders: dict[str, Decoder] = {}
+        self._lean: dict[str, Decoder] = {}
         for cls in classes:
             plan = _EventPlan(cls)
             if plan.topic in self._decoders and self._by_class.get(cls) is None:
                 raise TypeError(f"two event classes share the topic {plan.topic!r}")
             self._by_class[cls] = plan
             self._decoders[plan.topic] = plan.decode
+            self._lean[plan.topic] = plan.lean_decode
 
     @property
     def topics(self) -> frozenset[str]:
@@ -376,9 +396,12 @@ class EventCodec:
             raise LedgerCorrupted(position, f"unknown event topic {topic!r:.100}")
         return decoder(payload, position)
 
-    def decoder_for(self, topic: str) -> Decoder | None:
-        """The decoder of one topic (for bulk reads that cache it), or None if unknown."""
-        return self._decoders.get(topic)
+    def decoder_for(self, topic: str, *, lean: bool = False) -> Decoder | None:
+        """The decoder of one topic (for bulk reads that cache it), or None if unknown.
+
+        `lean` decoders leave the fields of REPLAY_SKIPS undecoded: for folding only.
+        """
+        return (self._lean if lean else self._decoders).get(topic)
 
 
 _default: EventCodec | None = None

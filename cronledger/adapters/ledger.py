@@ -37,9 +37,18 @@ class Ledger(Protocol):
         ...
 
     def read(
-        self, after: int = 0, upto: int | None = None, page_size: int = 10_000
+        self,
+        after: int = 0,
+        upto: int | None = None,
+        page_size: int = 10_000,
+        *,
+        lean: bool = False,
     ) -> Iterator[tuple[int, Event]]:
-        """(position, event) for after < position <= upto, in order, read in pages."""
+        """(position, event) for after < position <= upto, in order, read in pages.
+
+        `lean=True` is for folding only: fields the snapshot fold never reads (a tick header's
+        exits) are left undecoded.
+        """
         ...
 
     def read_page(self, after: int, limit: int) -> list[tuple[int, Event]]:

@@ -109,14 +109,19 @@ class RecorderLedger:
         return expected_position + len(stored)
 
     def read(
-        self, after: int = 0, upto: int | None = None, page_size: int = 10_000
+        self,
+        after: int = 0,
+        upto: int | None = None,
+        page_size: int = 10_000,
+        *,
+        lean: bool = False,
     ) -> Iterator[tuple[int, Event]]:
         self._check_position_arg("after", after)
         if upto is not None:
             self._check_position_arg("upto", upto)
         if page_size < 1:
             raise InvalidInput("page_size", f"must be at least 1, got {page_size}")
-        return self._read(after, _MAX_POSITION if upto is None else upto, page_size)
+        return self._read(after, _MAX_POSITION if upto is None else upto, page_size, lean)
 
     def read_page(self, after: int, limit: int) -> list[tuple[int, Event]]:
         self._check_position_arg("after", after)
@@ -181,9 +186,13 @@ class RecorderLedger:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _read(self, after: int, upto: int, page_size: int) -> Iterator[tuple[int, Event]]:
+    def _read(
+        self, after: int, upto: int, page_size: int, lean: bool
+    ) -> Iterator[tuple[int, Event]]:
         # The replay hot path: _decode_page inlined, decoders looked up once per topic.
-        decoder_for = self.codec.decoder_for
+        def decoder_for(topic: str) -> Decoder | None:
+            return self.codec.decoder_for(topic, lean=lean)
+
         decoders: dict[str, Decoder] = {}
         while after < upto:
             end = min(upto, after + page_size)

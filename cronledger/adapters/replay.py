@@ -45,7 +45,7 @@ def catch_up(
     bulk = end - snapshot.position > 1000
 
     def events() -> Iterator[Event]:
-        for position, event in ledger.read(after=snapshot.position, upto=end):
+        for position, event in ledger.read(after=snapshot.position, upto=end, lean=True):
             if progress is not None and position % PAGE == 0:
                 progress(position)
             yield event

@@ -316,3 +316,24 @@ def test_a_payload_that_cannot_be_decoded_names_the_position_and_the_problem(cas
     assert caught.value.position == 1234
     assert problem in str(caught.value)
     assert str(caught.value).startswith("ledger position 1234: ")
+
+
+def test_a_lean_decoder_leaves_tick_exits_undecoded_and_everything_else_equal() -> None:
+    from cronledger.adapters.codec import EventCodec
+    from cronledger.domain.events import TickStarted
+    from cronledger.domain.values import ExitKind, RunExit
+
+    codec = EventCodec()
+    header = TickStarted(
+        at=5, tick=2, requests=("a!3",), decisions=4,
+        exits=(RunExit(run_id="a@1#1", kind=ExitKind.EXITED, finished_at=4, exit_code=0),),
+    )  # fmt: skip
+    topic, payload = codec.encode(header)
+    lean = codec.decoder_for(topic, lean=True)
+    full = codec.decoder_for(topic)
+    assert lean is not None and full is not None
+    assert full(payload, 1) == header
+    lean_header = lean(payload, 1)
+    assert isinstance(lean_header, TickStarted)
+    assert lean_header.exits == ()
+    assert (lean_header.at, lean_header.tick, lean_header.requests) == (5, 2, ("a!3",))
