@@ -25,8 +25,11 @@ test: lint
 demo: install
 	$(BIN)/python examples/core_scenario.py
 
+# Both benchmarks always run; the target fails if either misses a goal.
 bench: install
-	$(BIN)/python bench/core.py
+	$(BIN)/python bench/core.py; core=$$?; \
+	$(BIN)/python bench/dispatch.py; dispatch=$$?; \
+	test $$core -eq 0 && test $$dispatch -eq 0
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
