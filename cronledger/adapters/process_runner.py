@@ -368,8 +368,8 @@ class ProcessRunner:
     def forget(self, run_id: str) -> None:
         """Delete a finished run's files, once its outcome fact is durable (never a live run's)."""
         with self._lock:
-            if run_id in self._runs:
-                return
+            if run_id in self._runs or run_id not in self._exited:
+                return  # live, or never reported by this runner (a call run; swept by adopt)
             self._exited.discard(run_id)
         base = os.path.join(self._dir, run_file_name(run_id))
         if _locked(base + _ST):

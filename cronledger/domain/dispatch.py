@@ -12,8 +12,6 @@ from cronledger.domain.instants import iso
 from cronledger.domain.state import Entry, Snapshot
 from cronledger.domain.values import Command
 
-PLACEHOLDERS = ("{run_id}", "{schedule}", "{scheduled_for}", "{attempt}")
-
 
 def _ready_keys(snapshot: Snapshot, now: int) -> Iterator[tuple[int, int, str]]:
     """Ready keys in dispatch order: the ready index merged with retries whose wait is over."""

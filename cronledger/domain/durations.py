@@ -38,20 +38,3 @@ def duration_ms(value: timedelta | int | str, field: str = "duration") -> int:
     if isinstance(value, int):
         return value
     return parse_duration(value, field)
-
-
-def format_duration(ms: int) -> str:
-    """Short text for a duration: '1h30m', '2s', '250ms'."""
-    if ms == 0:
-        return "0s"
-    sign = "-" if ms < 0 else ""
-    ms = abs(ms)
-    parts = []
-    for unit in ("d", "h", "m", "s"):
-        size = _UNITS[unit]
-        if ms >= size:
-            parts.append(f"{ms // size}{unit}")
-            ms %= size
-    if ms:
-        parts.append(f"{ms}ms")
-    return sign + "".join(parts)

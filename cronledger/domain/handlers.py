@@ -10,7 +10,7 @@ from cronledger.domain import events as ev
 from cronledger.domain import ids
 from cronledger.domain.jitter import due_at
 from cronledger.domain.state import EntryStatus, ScheduleState, Snapshot
-from cronledger.domain.triggers import next_fire_after
+from cronledger.domain.triggers import Trigger, next_fire_after
 from cronledger.domain.validation import (
     changed_fields,
     validate_options,
@@ -29,8 +29,8 @@ def _schedule(snapshot: Snapshot, schedule_id: str) -> ScheduleState:
     return state
 
 
-def _next(schedule_id: str, trigger: object, jitter: int, after: int) -> tuple[int | None, ...]:
-    nominal = next_fire_after(trigger, after)  # type: ignore[arg-type]
+def _next(schedule_id: str, trigger: Trigger, jitter: int, after: int) -> tuple[int | None, ...]:
+    nominal = next_fire_after(trigger, after)
     return nominal, due_at(schedule_id, nominal, jitter)
 
 

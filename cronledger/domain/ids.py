@@ -21,11 +21,6 @@ def request_id(schedule_id: str, position: int) -> str:
     return f"{schedule_id}!{position}"
 
 
-def manual_entry_id(request: str) -> str:
-    """The queue entry of a manual trigger."""
-    return f"{request}"
-
-
 def task_entry_id(position: int) -> str:
     """A submitted task without a key, named by the ledger position of its EntryQueued fact."""
     return f"task-{position}"

@@ -147,9 +147,6 @@ class Snapshot:
     seq: int = 0
     counters: Counters = NO_COUNTS
 
-    def schedule(self, schedule_id: str) -> ScheduleState | None:
-        return self.schedules.get(schedule_id)
-
     def open_entries(self, schedule_id: str) -> list[Entry]:
         """Entries of a schedule that are not completed, in enqueue order."""
         return [self.entries[e] for e in self.open_by_schedule.get(schedule_id, ())]

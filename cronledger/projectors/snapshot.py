@@ -156,7 +156,7 @@ def _put_schedule(d: Draft, old: ScheduleState | None, new: ScheduleState) -> No
     old_wake = old.wake_at if old is not None else None
     new_wake = new.wake_at
     _m(d, "schedules")[sid] = new
-    if old_wake != new_wake and d["due"] is not None:
+    if old_wake != new_wake:
         d["due"] = d["due"].replace(
             (old_wake, sid) if old_wake is not None else None,
             (new_wake, sid) if new_wake is not None else None,
