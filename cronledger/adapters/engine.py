@@ -96,7 +96,7 @@ class Engine:
         self._wake = threading.Event()
         self._stop = False
         self._drain_requested = False
-        self.last_health: Health | None = None
+        self._last_tick_at: int | None = None
         self.last_tick_ms: float = 0.0
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
         self._snapshot: Snapshot = load_snapshot(ledger) or EMPTY
@@ -256,10 +256,17 @@ class Engine:
                 if isinstance(event, ev.RunSucceeded | ev.RunFailed | ev.RunLost):
                     self.runner.forget(event.run_id)
         self.last_tick_ms = (time.perf_counter() - began) * 1000
-        self.last_health = health(self._snapshot, now)
+        self._last_tick_at = now
         if plan.events:
             self._log_tick(plan)
         return plan
+
+    @property
+    def last_health(self) -> Health | None:
+        """Health as of the last tick (computed on demand: it walks the queue)."""
+        if self._last_tick_at is None:
+            return None
+        return health(self._snapshot, self._last_tick_at)
 
     def _record_started(self, started: Sequence[Started], now: int) -> None:
         def facts(snapshot: Snapshot) -> tuple[list[ev.Event], None]:
@@ -276,7 +283,7 @@ class Engine:
         if not log.isEnabledFor(logging.INFO):
             return
         s = plan.summary
-        h = self.last_health
+        h = self.last_health  # walks the queue: only when the line is logged
         line = {
             "tick": s.tick, "at": s.now, "fired": s.fired, "skipped": s.skipped,
             "coalesced": s.coalesced, "deferred": s.deferred, "missed": s.missed,
