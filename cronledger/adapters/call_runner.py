@@ -11,8 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
+from queue import SimpleQueue
 from typing import Any
 
 from cronledger.adapters.runner import Started
@@ -24,8 +23,15 @@ from cronledger.errors import InvalidInput
 TaskFunction = Callable[..., Any]
 
 
+_STOP = None  # the sentinel that tells a worker thread to exit
+
+
 class CallRunner:
-    """Runs registered callables on a thread pool; reports exits through `poll`."""
+    """Runs registered callables on worker threads; reports exits through `poll`.
+
+    A plain queue feeds the workers (no Future per call): a tick hands over its whole batch at
+    once and each worker appends exits to one list, which the engine collects on its next tick.
+    """
 
     def __init__(
         self,
@@ -34,14 +40,19 @@ class CallRunner:
         clock: Callable[[], int] | None = None,
         wake: Callable[[], None] | None = None,
     ) -> None:
+        if max_threads < 1:
+            raise InvalidInput("max_threads", f"must be at least 1, got {max_threads}")
         self._functions: dict[str, TaskFunction] = {}
-        self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="cronledger")
         self._clock = clock or _wall_ms
         self._wake = wake
         self._lock = threading.Lock()
         self._exits: list[RunExit] = []
-        self._running: dict[str, Future[Any]] = {}
-        self._abandoned: set[str] = set()
+        self._running: set[str] = set()  # queued or running, not yet reported
+        self._cancelled: set[str] = set()  # reported as ended: skip it, or ignore its result
+        self._queue: SimpleQueue[tuple[str, TaskFunction] | None] = SimpleQueue()
+        self._max_threads = max_threads
+        self._threads: list[threading.Thread] = []
+        self._closed = False
 
     def register(self, name: str, function: TaskFunction) -> None:
         """Make `function` runnable as `Call(name)`."""
@@ -61,69 +72,89 @@ class CallRunner:
 
     def carry_out(self, commands: Sequence[RunnerCommand], now: int) -> list[Started]:
         started: list[Started] = []
-        for command in commands:
-            if isinstance(command, StartRun):
-                if isinstance(command.target, Call):
-                    started.extend(self._start(command, now))
-            elif isinstance(command, CancelRun):
-                self._cancel(command, now)
+        jobs: list[tuple[str, TaskFunction]] = []
+        functions = self._functions
+        with self._lock:
+            running = self._running
+            for command in commands:
+                if isinstance(command, StartRun):
+                    target = command.target
+                    if type(target) is not Call or command.run_id in running:
+                        continue
+                    function = functions.get(target.name)
+                    if function is None:
+                        self._exits.append(self._unknown(command, target.name, now))
+                        continue
+                    running.add(command.run_id)
+                    jobs.append((command.run_id, function))
+                    started.append(Started(command.run_id))
+                elif isinstance(command, CancelRun):
+                    self._cancel(command, now)
+        if jobs:
+            self._spawn_workers(len(jobs))
+            put = self._queue.put
+            for job in jobs:
+                put(job)
+        elif self._exits and self._wake is not None:
+            self._wake()
         return started
 
-    def _start(self, command: StartRun, now: int) -> list[Started]:
-        assert isinstance(command.target, Call)
-        function = self._functions.get(command.target.name)
-        if function is None:
-            known = ", ".join(self.names()) or "none"
-            self._report(
-                RunExit(
-                    run_id=command.run_id,
-                    kind=ExitKind.SPAWN_FAILED,
-                    finished_at=now,
-                    error=f"no callable is registered as {command.target.name!r} "
-                    f"(registered: {known})",
-                )
-            )
-            return []
-        with self._lock:
-            if command.run_id in self._running:
-                return []
-            future = self._pool.submit(function)
-            self._running[command.run_id] = future
-        future.add_done_callback(partial(self._done, command.run_id))
-        return [Started(command.run_id)]
+    def _unknown(self, command: StartRun, name: str, now: int) -> RunExit:
+        known = ", ".join(self.names()) or "none"
+        return RunExit(
+            run_id=command.run_id,
+            kind=ExitKind.SPAWN_FAILED,
+            finished_at=now,
+            error=f"no callable is registered as {name!r} (registered: {known})",
+        )
 
-    def _done(self, run_id: str, future: Future[Any]) -> None:
-        if future.cancelled():
-            return  # cancelled before it started: _cancel reported it
-        with self._lock:
-            self._running.pop(run_id, None)
-            if run_id in self._abandoned:
-                self._abandoned.discard(run_id)
-                return
-        error = future.exception()
-        if error is None:
-            exit = RunExit(
-                run_id=run_id, kind=ExitKind.EXITED, finished_at=self._clock(), exit_code=0
+    def _spawn_workers(self, wanted: int) -> None:
+        while len(self._threads) < min(wanted, self._max_threads):
+            thread = threading.Thread(
+                target=self._work, name=f"cronledger-{len(self._threads)}", daemon=True
             )
-        else:
-            tail = "".join(traceback.format_exception(error))[-4096:]
-            exit = RunExit(
-                run_id=run_id,
-                kind=ExitKind.RAISED,
-                finished_at=self._clock(),
-                error=f"{type(error).__name__}: {error}",
-                stderr_tail=tail,
-            )
-        self._report(exit)
+            thread.start()
+            self._threads.append(thread)
+
+    def _work(self) -> None:
+        get = self._queue.get
+        while (job := get()) is not _STOP:
+            run_id, function = job
+            if run_id in self._cancelled:  # cancelled while queued: already reported
+                with self._lock:
+                    self._cancelled.discard(run_id)
+                continue
+            try:
+                function()
+            except BaseException as error:  # a failing call is a failed run, whatever it raised
+                tail = "".join(traceback.format_exception(error))[-4096:]
+                exit = RunExit(
+                    run_id=run_id,
+                    kind=ExitKind.RAISED,
+                    finished_at=self._clock(),
+                    error=f"{type(error).__name__}: {error}",
+                    stderr_tail=tail,
+                )
+            else:
+                exit = RunExit(
+                    run_id=run_id, kind=ExitKind.EXITED, finished_at=self._clock(), exit_code=0
+                )
+            with self._lock:
+                if run_id in self._cancelled:  # abandoned after a cancel: already reported
+                    self._cancelled.discard(run_id)
+                    continue
+                self._running.discard(run_id)
+                self._exits.append(exit)
+            if self._wake is not None:
+                self._wake()
 
     def _cancel(self, command: CancelRun, now: int) -> None:
-        with self._lock:
-            future = self._running.pop(command.run_id, None)
-            if future is None:
-                return
-            if not future.cancel():  # already running: abandon the thread
-                self._abandoned.add(command.run_id)
-        self._report(
+        """Report the run ended at once (under the lock); its thread, if any, is abandoned."""
+        if command.run_id not in self._running:
+            return
+        self._running.discard(command.run_id)
+        self._cancelled.add(command.run_id)
+        self._exits.append(
             RunExit(
                 run_id=command.run_id,
                 kind=ExitKind.SIGNALED,
@@ -165,7 +196,14 @@ class CallRunner:
             return len(self._running)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the workers once they finish their current call (queued calls are dropped)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            self._cancelled.update(self._running)
+        for _ in self._threads:
+            self._queue.put(_STOP)
 
 
 def _wall_ms() -> int:

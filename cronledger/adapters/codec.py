@@ -193,6 +193,16 @@ def _attrs_plan(cls: type, tag: str | None) -> Plan:
         )
     exec(compile(source, f"<cronledger codec for {label}>", "exec"), scope)
     dec: Convert = scope["dec"]
+    if plain and not tag and all(e is None for _, _, e, _ in specs):
+        names = [name for name, _, _, _ in specs]
+        size = len(names)
+
+        def enc_dict(v: Any) -> Any:
+            """orjson writes the instance's own field dict (no copy) when it holds only fields."""
+            state = v.__dict__
+            return state if len(state) == size else {n: state[n] for n in names}
+
+        return enc_dict, dec
     return enc, dec
 
 

@@ -11,6 +11,7 @@ idle cap, or `until`. It never spins: with nothing due it wakes once per ledger 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -24,7 +25,7 @@ import orjson
 
 from cronledger.adapters.clock import Clock, SystemClock
 from cronledger.adapters.ledger import Ledger, open_ledger
-from cronledger.adapters.replay import catch_up
+from cronledger.adapters.replay import catch_up, gc_paused
 from cronledger.adapters.runner import Runner, Started
 from cronledger.adapters.snapshots import load_snapshot, save_snapshot
 from cronledger.domain import events as ev
@@ -98,6 +99,10 @@ class Engine:
         self._drain_requested = False
         self._last_tick_at: int | None = None
         self.last_tick_ms: float = 0.0
+        # Inside run(): runs started but whose RunStarted is not yet appended. They ride with the
+        # next tick's facts when that tick follows at once (one commit instead of two).
+        self._unrecorded: list[tuple[Started, int]] = []
+        self._defer_started = False
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
         self._snapshot: Snapshot = load_snapshot(ledger) or EMPTY
         self.refresh()
@@ -238,20 +243,28 @@ class Engine:
         plans: list[TickPlan] = []
 
         def decide(snapshot: Snapshot) -> tuple[Sequence[ev.Event], Snapshot]:
-            plans.append(plan_tick(snapshot, now, self._exits))
+            started = self._started_facts(snapshot) if self._unrecorded else []
+            base = apply_all(snapshot, started) if started else snapshot
+            plans.append(plan_tick(base, now, self._exits))
             if plans[-1].commands:
                 self._crash.reached("before_append")
+            if started:
+                return [*started, *plans[-1].events], plans[-1].snapshot
             return plans[-1].events, plans[-1].snapshot
 
         self._append(decide)
         plan = plans[-1]
         self._exits.clear()
+        self._unrecorded.clear()
         if self.runner is not None:
             if plan.commands:
                 self._crash.reached("after_append")
                 started = self.runner.carry_out(plan.commands, now)
                 self._crash.reached("after_spawn")
-                self._record_started(started, now)
+                if self._defer_started:
+                    self._unrecorded.extend((s, now) for s in started)
+                else:
+                    self._record_started(started, now)
             for event in plan.events:
                 if isinstance(event, ev.RunSucceeded | ev.RunFailed | ev.RunLost):
                     self.runner.forget(event.run_id)
@@ -267,6 +280,22 @@ class Engine:
         if self._last_tick_at is None:
             return None
         return health(self._snapshot, self._last_tick_at)
+
+    def _started_facts(self, snapshot: Snapshot) -> list[ev.Event]:
+        """RunStarted for the deferred starts whose run is still active and not yet started."""
+        runs = snapshot.runs
+        facts: list[ev.Event] = []
+        for s, at in self._unrecorded:
+            run = runs.get(s.run_id)
+            if run is not None and run.started_at is None:
+                facts.append(ev.RunStarted(at=at, run_id=s.run_id, pid=s.pid, fallback=s.fallback))
+        return facts
+
+    def _flush_started(self) -> None:
+        """Append the deferred RunStarted facts now (no tick follows at once)."""
+        if self._unrecorded:
+            self._append(lambda snapshot: (self._started_facts(snapshot), None))
+            self._unrecorded.clear()
 
     def _record_started(self, started: Sequence[Started], now: int) -> None:
         def facts(snapshot: Snapshot) -> tuple[list[ev.Event], None]:
@@ -325,10 +354,15 @@ class Engine:
         drain_deadline: int | None = None
         try:
             self.start()
+            gc.freeze()  # the state loaded at start-up is long-lived: keep it out of collections
+            self._defer_started = True
             while not self._stop:
-                plan = self.tick()
+                with gc_paused():  # collect between ticks, not in the middle of one
+                    plan = self.tick()
                 if plan.summary.more_due:
                     continue  # the rest of the due batch, at once
+                if self._unrecorded and not self._wake.is_set():
+                    self._flush_started()  # nothing wakes the loop at once: record them now
                 now = self.clock.now()
                 if self._drain_requested and drain_deadline is None:
                     drain_deadline = now + drain_timeout_ms
@@ -342,7 +376,9 @@ class Engine:
                 if until is not None and now >= until:
                     break
                 self.clock.sleep_until(self._next_wake(now, until), self._wake)
+            self._flush_started()
         finally:
+            self._defer_started = False
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 

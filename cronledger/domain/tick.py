@@ -118,14 +118,22 @@ def plan_tick(snapshot: Snapshot, now: int, exits: Sequence[RunExit] = ()) -> Ti
     # 2. evaluate due: manual triggers first (they are few), then due schedules in batches
     for request_id, schedule_id in requests:
         take(*evaluate_request(work, request_id, schedule_id, now))
+    # A due schedule's decision reads only its own state, entries and runs, and the batch holds
+    # each schedule once: every decision sees the same snapshot, and they are folded in one go.
     more_due = False
+    fired: list[ev.Event] = []
+    fire_cmds: list[RunnerCommand] = []
+    before_fires = work
     for handled, (_, schedule_id) in enumerate(iter_due(snapshot, now)):
         if handled == options.batch_size:
             more_due = True
             break
-        state = work.schedules.get(schedule_id)
+        state = before_fires.schedules.get(schedule_id)
         if state is not None:
-            take(*evaluate_schedule(work, state, now))
+            facts, cmds = evaluate_schedule(before_fires, state, now)
+            fired.extend(facts)
+            fire_cmds.extend(cmds)
+    take(fired, fire_cmds)
 
     # 3-5. snapshot, then reconcile completed runs and expire timeouts; preparation (capacity)
     # is computed after reconciliation, so slots freed by this tick's exits are used at once.
