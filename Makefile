@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install lint test demo bench clean
+.PHONY: install lint test demo scenario bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 demo: install
+	PYTHON=$(BIN)/python bash examples/demo.sh
+
+# The pure core alone: three virtual hours, an outage, verify (no daemon, no real time).
+scenario: install
 	$(BIN)/python examples/core_scenario.py
 
 # Both benchmarks always run; the target fails if either misses a goal.

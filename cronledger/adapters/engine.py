@@ -29,7 +29,7 @@ from cronledger.adapters.replay import catch_up, gc_paused
 from cronledger.adapters.runner import Runner, Started
 from cronledger.adapters.snapshots import load_snapshot, save_snapshot
 from cronledger.domain import events as ev
-from cronledger.domain.commands import ChangeOptions, SubmitTask, UserCommand
+from cronledger.domain.commands import CancelRun, ChangeOptions, SubmitTask, UserCommand
 from cronledger.domain.evolve import evolve
 from cronledger.domain.handlers import handle
 from cronledger.domain.health import Health, health
@@ -145,6 +145,36 @@ class Engine:
     def execute(self, command: UserCommand) -> tuple[ev.Event, ...]:
         """Validate and record a user command; returns the facts appended (maybe none)."""
         events = self._append(lambda s: (handle(s, command, self.clock.now()), None))
+        if events:
+            self._cancel_runs(events)
+            self.wake()
+        return events
+
+    def _cancel_runs(self, events: Sequence[ev.Event]) -> None:
+        """An operator's cancel of a running entry: stop its process now (the tick reconciles)."""
+        if self.runner is None:
+            return
+        cancels = [
+            CancelRun(run_id=e.run_id, reason=e.reason)
+            for e in events
+            if isinstance(e, ev.RunCancelled)
+        ]
+        if cancels:
+            self.runner.carry_out(cancels, self.clock.now())
+
+    def execute_all(self, commands: Sequence[UserCommand]) -> tuple[ev.Event, ...]:
+        """Validate and record several commands in one transaction (all or nothing)."""
+
+        def decide(snapshot: Snapshot) -> tuple[list[ev.Event], Snapshot]:
+            now = self.clock.now()
+            facts: list[ev.Event] = []
+            for command in commands:
+                new = handle(snapshot, command, now)
+                facts.extend(new)
+                snapshot = apply_all(snapshot, new)
+            return facts, snapshot
+
+        events = self._append(decide)
         if events:
             self.wake()
         return events

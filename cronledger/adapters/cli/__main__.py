@@ -1,0 +1,5 @@
+import sys
+
+from cronledger.adapters.cli.main import main
+
+sys.exit(main())

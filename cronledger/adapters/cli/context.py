@@ -1,0 +1,57 @@
+"""What every CLI command shares: the ledger URL, the clock, opening ledgers and engines."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import attrs
+
+from cronledger.adapters.clock import SystemClock
+from cronledger.adapters.daemon import default_state_dir
+from cronledger.adapters.engine import Engine
+from cronledger.adapters.ledger import Ledger, open_ledger
+from cronledger.errors import InvalidInput
+
+DEFAULT_LEDGER = "sqlite:///cronledger.db"
+
+
+@attrs.define
+class Context:
+    ledger_url: str
+    json: bool
+    debug: bool
+    state_dir: Path | None
+    clock: SystemClock = attrs.field(factory=SystemClock)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Context:
+        return cls(args.ledger, args.json, args.debug, args.state_dir)
+
+    def now(self) -> int:
+        return self.clock.now()
+
+    def open(self, *, must_exist: bool = True) -> Ledger:
+        """The ledger; read commands refuse to create an SQLite file that is not there."""
+        path = sqlite_path(self.ledger_url)
+        if must_exist and path is not None and not path.exists():
+            raise InvalidInput(
+                "--ledger",
+                f"there is no ledger at {path}",
+                "pass the right --ledger (or set CRONLEDGER_LEDGER), "
+                "or create one with `cronledger add` or `cronledger apply`",
+            )
+        return open_ledger(self.ledger_url)
+
+    def engine(self, *, must_exist: bool = False) -> Engine:
+        """An engine without runners: records commands; the daemon (`cronledger run`) runs them."""
+        return Engine(self.open(must_exist=must_exist), self.clock, None)
+
+    def runs_dir(self) -> Path:
+        return self.state_dir or default_state_dir(self.ledger_url)
+
+
+def sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :].split("?")[0])
+    return None

@@ -1,0 +1,196 @@
+"""`cronledger`: the command line. Exit codes: 0 ok, 1 verification or operation failed,
+2 usage or bad input (one line naming the input and the fix; `--debug` shows the traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from cronledger.adapters.cli import audit_commands as audit_cmd
+from cronledger.adapters.cli import read_commands as read_cmd
+from cronledger.adapters.cli import write_commands as write_cmd
+from cronledger.adapters.cli.context import DEFAULT_LEDGER, Context
+from cronledger.adapters.cli.schedule_flags import add_schedule_flags
+from cronledger.errors import (
+    CronledgerError,
+    DuplicateSchedule,
+    InvalidInput,
+    LedgerError,
+    UnknownEntry,
+    UnknownSchedule,
+)
+
+Handler = Callable[[Context, argparse.Namespace], int]
+BAD_INPUT = (InvalidInput, UnknownSchedule, UnknownEntry, DuplicateSchedule, LedgerError)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"cronledger: {message} (see `{self.prog} --help`)\n")
+
+
+def _run(ctx: Context, args: argparse.Namespace) -> int:
+    from cronledger.adapters import daemon
+
+    argv = ["--ledger", ctx.ledger_url, "--drain-timeout", args.drain_timeout]
+    argv += ["--log-level", "WARNING" if args.quiet else ("DEBUG" if args.verbose else "INFO")]
+    if ctx.state_dir is not None:
+        argv += ["--state-dir", str(ctx.state_dir)]
+    for flag, value in (
+        ("--config", args.config),
+        ("--max-workers", args.max_workers),
+        ("--until", args.until),
+        ("--for", args.duration),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.once:
+        argv.append("--once")
+    return daemon.main(argv)
+
+
+def build_parser() -> Parser:
+    p = Parser(
+        prog="cronledger", description="An event-sourced scheduler: every decision on record."
+    )
+    p.add_argument(
+        "--ledger",
+        default=os.environ.get("CRONLEDGER_LEDGER", DEFAULT_LEDGER),
+        help="ledger URL: sqlite:///FILE, postgresql://..., memory:// "
+        f"(env CRONLEDGER_LEDGER, default {DEFAULT_LEDGER})",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument(
+        "--state-dir", type=Path, default=None, help="run files (default beside the ledger)"
+    )
+    sub = p.add_subparsers(dest="command_name", metavar="COMMAND", parser_class=Parser)
+
+    def command(name: str, handler: Handler, text: str) -> Parser:
+        c = sub.add_parser(name, help=text, description=text)
+        c.set_defaults(handler=handler)
+        if name in ("add", "update", "submit"):
+            c.epilog = "Give the job's command last, after `--`: ... -- PROGRAM ARGS..."
+        return c
+
+    c = command(
+        "add", write_cmd.add, "add a schedule: cronledger add NAME --every 5m -- PROGRAM ARGS..."
+    )
+    c.add_argument("name", metavar="NAME")
+    add_schedule_flags(c)
+
+    c = command(
+        "update", write_cmd.update, "change some of a schedule's settings (flags as for add)"
+    )
+    c.add_argument("name", metavar="NAME")
+    add_schedule_flags(c)
+
+    c = command("pause", write_cmd.pause, "stop a schedule firing until resumed")
+    c.add_argument("name", metavar="NAME")
+    c.add_argument("--reason", default="", help="recorded with the pause")
+    for name, handler, text in (
+        ("resume", write_cmd.resume, "let a paused schedule fire again"),
+        ("remove", write_cmd.remove, "remove a schedule (its history stays in the ledger)"),
+        ("trigger", write_cmd.trigger, "fire a schedule now, by hand (concurrency policy applies)"),
+    ):
+        command(name, handler, text).add_argument("name", metavar="NAME")
+
+    c = command(
+        "submit", write_cmd.submit, "queue a one-off task: cronledger submit -- PROGRAM ARGS..."
+    )
+    c.add_argument("--call", default=None, metavar="NAME", help="a registered in-process callable")
+    c.add_argument("--priority", type=int, default=0)
+    c.add_argument("--hold", default=None, metavar="REASON", help="queue it held")
+    c.add_argument("--retries", type=int, default=0)
+    c.add_argument("--backoff", default="1s", metavar="DURATION")
+    c.add_argument("--timeout", default=None, metavar="DURATION")
+
+    c = command("apply", write_cmd.apply, "make the ledger's schedules match a TOML file")
+    c.add_argument("file", metavar="FILE.toml")
+    c.add_argument("--dry-run", action="store_true", help="print the plan only")
+    c.add_argument(
+        "--keep", action="store_true", help="do not remove schedules missing from the file"
+    )
+
+    command("list", read_cmd.list_schedules, "the schedules")
+    c = command("show", read_cmd.show, "one schedule: spec, state, next fires, recent runs")
+    c.add_argument("name", metavar="NAME")
+    c.add_argument("--runs", type=int, default=5, help="how many recent runs")
+    command("status", read_cmd.status, "health, queue and active runs")
+    c = command("history", read_cmd.history, "finished and active runs, oldest first")
+    c.add_argument("name", nargs="?", default=None, metavar="NAME")
+    c.add_argument("--since", default=None, metavar="INSTANT")
+    c.add_argument("--limit", type=int, default=50)
+    c = command("logs", read_cmd.logs, "a run's captured output tail")
+    c.add_argument("run_id", metavar="RUN_ID")
+
+    c = command("run", _run, "the daemon: fire schedules and run their jobs until stopped")
+    c.add_argument("--max-workers", type=int, default=None)
+    c.add_argument("--once", action="store_true", help="one tick, then stop")
+    c.add_argument("--until", default=None, metavar="INSTANT")
+    c.add_argument("--for", dest="duration", default=None, metavar="DURATION", help="e.g. 15s")
+    c.add_argument("--config", type=Path, default=None, help="TOML file with [options]")
+    c.add_argument("--drain-timeout", default="60s", metavar="DURATION")
+    c.add_argument("-q", "--quiet", action="store_true", help="only warnings")
+    c.add_argument("-v", "--verbose", action="store_true", help="debug output")
+
+    c = command("explain", audit_cmd.explain, "why a run or a schedule did what it did")
+    c.add_argument("subject", metavar="RUN_ID|NAME")
+    c.add_argument("--at", default=None, metavar="INSTANT", help="the decision in force then")
+    c = command("replay", audit_cmd.replay, "the state as it was at an instant or position")
+    c.add_argument("--at", default=None, metavar="INSTANT")
+    c.add_argument("--position", type=int, default=None)
+    command("verify", audit_cmd.verify, "re-plan every recorded tick; exit 1 on a divergence")
+    c = command("simulate", audit_cmd.simulate_command, "run a schedules file on a virtual clock")
+    c.add_argument("file", metavar="FILE.toml")
+    c.add_argument("--from", dest="from_", required=True, metavar="INSTANT")
+    c.add_argument("--to", required=True, metavar="INSTANT")
+    c.add_argument("--runtime", default="1s", help="fixed (30s), uniform:10s..2m or exp:45s")
+    c.add_argument("--fail-rate", type=float, default=0.0, metavar="P")
+    c.add_argument("--outage", action="append", default=None, metavar="T..T", help="repeatable")
+    c.add_argument("--compare", default=None, metavar="FILE2.toml", help="what FILE2 would change")
+    c.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in words:  # everything after `--` is the job's argv, never our options
+        cut = words.index("--")
+        words, command = words[:cut], words[cut + 1 :]
+    args = parser.parse_args(words)
+    args.command = command
+    if getattr(args, "handler", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    ctx = Context.from_args(args)
+    try:
+        code: int = args.handler(ctx, args)
+        return code
+    except BAD_INPUT as error:
+        return _fail(ctx, error, 2)
+    except CronledgerError as error:
+        return _fail(ctx, error, 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(ctx: Context, error: Exception, code: int) -> int:
+    if ctx.debug:
+        traceback.print_exc()
+    text = " ".join(str(error).split("\n"))
+    print(f"cronledger: error: {text}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Commands that read the ledger: list, show, status, history, logs."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from cronledger.adapters import audit
+from cronledger.adapters.cli import output as o
+from cronledger.adapters.cli.context import Context
+from cronledger.adapters.replay import catch_up
+from cronledger.adapters.snapshots import load_snapshot
+from cronledger.domain.health import health
+from cronledger.domain.instants import parse_instant
+from cronledger.domain.state import EMPTY, ScheduleState, Snapshot
+from cronledger.domain.triggers import Cron, describe, next_fire_after
+from cronledger.domain.values import Call, Command, Target
+from cronledger.errors import InvalidInput, UnknownSchedule
+from cronledger.projectors.history import RunRecord
+
+
+def current_state(ctx: Context) -> Snapshot:
+    ledger = ctx.open()
+    try:
+        return catch_up(ledger, load_snapshot(ledger) or EMPTY)
+    finally:
+        ledger.close()
+
+
+def target_text(target: Target) -> str:
+    if isinstance(target, Call):
+        return f"call {target.name}"
+    assert isinstance(target, Command)
+    return " ".join(target.argv)
+
+
+def _status(state: ScheduleState) -> str:
+    if state.complete:
+        return "complete"
+    if state.paused:
+        return "paused"
+    if state.deferred_until is not None:
+        return "deferred"
+    return "active"
+
+
+def list_schedules(ctx: Context, args: argparse.Namespace) -> int:
+    snapshot = current_state(ctx)
+    states = [snapshot.schedules[k] for k in sorted(snapshot.schedules)]
+    if ctx.json:
+        o.emit_json(
+            {"position": snapshot.position, "schedules": [audit.schedule_json(s) for s in states]}
+        )
+        return 0
+    if not states:
+        o.line("no schedules (add one with `cronledger add` or `cronledger apply FILE`)")
+        return 0
+    rows = [
+        (
+            s.spec.id,
+            describe(s.spec.trigger),
+            s.spec.concurrency.value,
+            _status(s),
+            o.when(s.next_fire_at),
+            s.last_outcome or "-",
+            target_text(s.spec.target),
+        )
+        for s in states
+    ]
+    o.table(
+        None,
+        ("schedule", "trigger", "policy", "state", "next fire", "last outcome", "target"),
+        rows,
+    )
+    return 0
+
+
+def next_fires(state: ScheduleState, count: int = 5) -> list[int]:
+    fires: list[int] = []
+    at = state.next_fire_at
+    while at is not None and len(fires) < count:
+        fires.append(at)
+        at = next_fire_after(state.spec.trigger, at)
+    if state.fires_remaining is not None:
+        fires = fires[: state.fires_remaining]
+    return [] if state.complete else fires
+
+
+def _zone(state: ScheduleState) -> str:
+    trigger = state.spec.trigger
+    return trigger.timezone if isinstance(trigger, Cron) else "UTC"
+
+
+def show(ctx: Context, args: argparse.Namespace) -> int:
+    ledger = ctx.open()
+    try:
+        snapshot = catch_up(ledger, load_snapshot(ledger) or EMPTY)
+        state = snapshot.schedules.get(args.name)
+        if state is None:
+            raise UnknownSchedule(args.name)
+        runs = audit.run_history(ledger, schedule_id=args.name, limit=args.runs)
+    finally:
+        ledger.close()
+    zone = _zone(state)
+    fires = next_fires(state)
+    local = [datetime.fromtimestamp(t / 1000, ZoneInfo(zone)).isoformat() for t in fires]
+    if ctx.json:
+        o.emit_json(
+            {
+                "schedule": audit.schedule_json(state),
+                "next_fires": [
+                    {**audit.instant_json("at", t), "local": lt}
+                    for t, lt in zip(fires, local, strict=True)
+                ],
+                "zone": zone,
+                "recent_runs": [audit.run_json(r) for r in runs],
+            }
+        )
+        return 0
+    spec = state.spec
+    o.pairs(
+        f"schedule {spec.id}",
+        [
+            ("trigger", describe(spec.trigger)),
+            ("target", target_text(spec.target)),
+            ("concurrency", spec.concurrency.value),
+            ("misfire", f"{spec.misfire.value}, grace {o.duration(spec.misfire_grace_ms)}"),
+            ("priority", spec.priority),
+            (
+                "retries",
+                f"{spec.retry.max_attempts - 1} (backoff {o.duration(spec.retry.backoff_ms)})",
+            ),
+            ("timeout", o.duration(spec.timeout_ms)),
+            ("active hours", spec.active_hours),
+            ("quiet hours", spec.quiet_hours),
+            ("jitter", o.duration(spec.jitter_ms)),
+            ("state", _status(state)),
+            ("next fire", o.when(state.next_fire_at)),
+            ("due at", o.when(state.due_at)),
+            ("last fired for", o.when(state.last_fired_for)),
+            ("last outcome", state.last_outcome),
+            ("consecutive failures", state.consecutive_failures),
+            ("fires", state.fire_count),
+        ],
+    )
+    o.line()
+    o.line(f"next {len(fires)} fire times ({zone}):")
+    for lt in local:
+        o.line(f"  {lt}")
+    o.line()
+    _runs_table("recent runs", runs)
+    return 0
+
+
+def _runs_table(title: str, runs: list[RunRecord]) -> None:
+    if not runs:
+        o.line(f"{title}: none")
+        return
+    rows = [
+        (
+            r.run_id,
+            r.outcome + (f" ({r.reason})" if r.reason and r.reason != r.outcome else ""),
+            o.when(r.scheduled_for),
+            o.when(r.started_at),
+            o.duration(r.duration_ms),
+            r.exit_code if r.signal is None else f"signal {r.signal}",
+        )
+        for r in runs
+    ]
+    o.table(title, ("run", "outcome", "scheduled for", "started", "took", "exit"), rows)
+
+
+def status(ctx: Context, args: argparse.Namespace) -> int:
+    snapshot = current_state(ctx)
+    now = ctx.now()
+    h = health(snapshot, now)
+    entries = sorted(snapshot.entries.values(), key=lambda e: e.ready_key)
+    runs = [snapshot.runs[k] for k in sorted(snapshot.runs)]
+    if ctx.json:
+        o.emit_json(
+            {
+                "health": audit.health_json(h),
+                "options": audit.options_json(snapshot.options),
+                **audit.instant_json("last_tick_at", snapshot.counters.last_tick_at),
+                "queue": [audit.entry_json(e) for e in entries],
+                "runs": [audit.active_run_json(r) for r in runs],
+            }
+        )
+        return 0
+    opts = snapshot.options
+    o.pairs(
+        "status",
+        [
+            ("ledger", f"{ctx.ledger_url} (position {h.position})"),
+            ("schedules", h.schedules),
+            ("active runs", f"{h.active_runs} of max_workers {opts.max_workers}"),
+            ("queue", f"{h.pending} pending, {h.held} held, {h.assigned} assigned"),
+            ("oldest pending", o.duration(h.oldest_pending_ms)),
+            ("scheduler lag", o.duration(h.lag_ms)),
+            ("last tick", o.ago(now, snapshot.counters.last_tick_at)),
+            ("draining", h.draining),
+        ],
+    )
+    if runs:
+        o.line()
+        o.table(
+            "active runs",
+            ("run", "started", "pid", "deadline", "cancelling"),
+            [
+                (r.run_id, o.when(r.started_at), r.pid, o.when(r.deadline), r.cancelling)
+                for r in runs
+            ],
+        )
+    waiting = [e for e in entries if e.run_id is None]
+    if waiting:
+        o.line()
+        o.table(
+            "queue",
+            ("entry", "status", "priority", "queued", "not before", "hold"),
+            [
+                (
+                    e.id,
+                    e.status.value,
+                    e.priority,
+                    o.when(e.queued_at),
+                    o.when(e.not_before),
+                    e.hold_reason,
+                )
+                for e in waiting[:50]
+            ],
+        )
+        if len(waiting) > 50:
+            o.line(f"... and {len(waiting) - 50} more (use --json for all)")
+    return 0
+
+
+def history(ctx: Context, args: argparse.Namespace) -> int:
+    since = parse_instant(args.since, "--since") if args.since else None
+    if args.limit is not None and args.limit < 1:
+        raise InvalidInput("--limit", f"must be at least 1, got {args.limit}", "e.g. --limit 20")
+    ledger = ctx.open()
+    try:
+        runs = audit.run_history(ledger, schedule_id=args.name, since=since, limit=args.limit)
+    finally:
+        ledger.close()
+    if ctx.json:
+        o.emit_json({"schedule": args.name, "runs": [audit.run_json(r) for r in runs]})
+        return 0
+    _runs_table(f"history of {args.name}" if args.name else "history", runs)
+    return 0
+
+
+def logs(ctx: Context, args: argparse.Namespace) -> int:
+    ledger = ctx.open()
+    try:
+        out = audit.run_output(ledger, args.run_id, ctx.runs_dir())
+    finally:
+        ledger.close()
+    if ctx.json:
+        o.emit_json(audit.output_json(out))
+        return 0
+    r = out.run
+    o.line(f"run {r.run_id}: {r.outcome}" + (f" ({r.reason})" if r.reason else ""))
+    if r.error:
+        o.line(f"error: {r.error}")
+    for name, text, dropped in (
+        ("stdout", out.stdout, out.stdout_dropped),
+        ("stderr", out.stderr, out.stderr_dropped),
+    ):
+        if text is None:
+            continue
+        note = f" ({dropped} earlier bytes dropped)" if dropped else ""
+        o.line(f"--- {name}{note}")
+        o.line(text.rstrip("\n"))
+    if out.stderr is None:
+        o.line("--- stderr tail (recorded in the ledger)")
+        o.line(out.recorded_stderr.rstrip("\n") or "(empty)")
+    return 0
