@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,15 +13,32 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_embedding_example_in_the_readme_runs(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"## Embedding the core today\n\n```python\n(.*?)```", readme, re.S)
-    assert block is not None, "the README lost its embedding example"
+    section = readme.split("## Embedding\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) >= 2, "the README lost its embedding examples"
     script = tmp_path / "example.py"
-    script.write_text(block.group(1))
+    script.write_text(blocks[1])
     done = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert "succeeded=1" in done.stdout
+    assert "nightly-backup@20260329T010000Z#1 succeeded" in done.stdout  # DST night: 03:00 CEST
+    assert "runs: 15" in done.stdout
+
+
+def test_make_demo_runs_applies_and_verifies(tmp_path: Path) -> None:
+    cli = Path(sys.executable).parent / "cronledger"
+    done = subprocess.run(
+        ["bash", str(ROOT / "examples" / "demo.sh")],
+        env={**os.environ, "DEMO_SECONDS": "6", "CRONLEDGER": str(cli), "PYTHON": sys.executable,
+             "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for expected in ("applied: 6 facts", "status", "history", "skipped", "deferred", "verify OK"):
+        assert expected in done.stdout, expected
 
 
 def test_the_demo_scenario_runs_and_verifies(tmp_path: Path) -> None:
