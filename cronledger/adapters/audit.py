@@ -55,6 +55,7 @@ TAIL_BYTES = 64 * 1024
 
 __all__ = [
     "RunOutput",
+    "active_run_json",
     "entry_json",
     "explain_subject",
     "health_json",

@@ -6,7 +6,7 @@ import re
 
 import attrs
 
-from cronledger.domain.hours import validate_window
+from cronledger.domain.hours import gate_opens_at, validate_window
 from cronledger.domain.triggers import validate_trigger
 from cronledger.domain.values import (
     Call,
@@ -127,6 +127,9 @@ def validate_spec(spec: ScheduleSpec, *, now_ms: int) -> None:
         validate_window(spec.active_hours, "active_hours")
     if spec.quiet_hours is not None:
         validate_window(spec.quiet_hours, "quiet_hours")
+    if spec.active_hours is not None and spec.quiet_hours is not None:
+        # Refused here, at the edge: a gate that never opens would fail every tick.
+        gate_opens_at(spec.active_hours, spec.quiet_hours, now_ms)
     if not _PRINCIPAL.match(spec.principal):
         raise InvalidInput(
             "principal",

@@ -37,7 +37,7 @@ HOUR = 3_600_000
         trigger=testing.everys(min_interval_ms=MINUTE, max_interval_ms=15 * MINUTE),
         hours=False,
     ),
-    walk=testing.clock_walks(min_steps=5, max_steps=20, min_step_ms=MINUTE, max_step_ms=2 * HOUR),
+    walk=testing.clock_walks(min_steps=3, max_steps=10, min_step_ms=MINUTE, max_step_ms=HOUR),
     script=testing.scripters(max_duration_ms=45 * MINUTE),
 )
 def test_a_forbid_schedule_never_overlaps_itself(

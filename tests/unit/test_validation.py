@@ -120,3 +120,18 @@ def test_commands_that_change_nothing_record_nothing() -> None:
     w.do(cmd.PauseSchedule("job"))
     assert w.do(cmd.PauseSchedule("job")) == ()
     assert len(w.log) == before + 1
+
+
+def test_active_and_quiet_hours_that_never_open_are_refused_at_the_edge() -> None:
+    """Such a gate would raise inside every tick and wedge the daemon."""
+    from cronledger.domain.hours import Window
+    from cronledger.domain.validation import validate_spec
+    from cronledger.errors import InvalidInput
+    from tests.harness import T0, spec
+
+    night = Window("22:00", "06:00")
+    bad = spec(active_hours=night, quiet_hours=night)
+    with pytest.raises(InvalidInput) as caught:
+        validate_spec(bad, now_ms=T0)
+    assert caught.value.field == "quiet_hours"
+    validate_spec(spec(active_hours=night, quiet_hours=Window("23:00", "01:00")), now_ms=T0)
