@@ -1,59 +1,79 @@
 """The process runner: `Command` targets as real subprocesses that outlive a daemon restart.
 
-Each run gets a tiny POSIX `sh` supervisor in its own session (its process group is the run's
-group). The supervisor runs the user's argv as `"$@"` (never interpolated into a script, never
-parsed by a shell) and records its pid and the command's exit status in files, so a daemon that
-dies (even kill -9) leaves nothing behind that the job depends on, and a new daemon on the same
-`state_dir` learns how the job ended.
+One long-lived run supervisor per state_dir (`adapters/supervisor.py`, a small stdlib-only
+Python process) spawns, watches and reaps every job; runners (daemons, engines) talk to it over
+a unix socket in `runs/`. The runner starts it when it is built, detached in its own session,
+if none is running (proof of life: the supervisor's flock on `runs/.supervisor.lock`, which
+also holds its pid); it exits by itself after 2 s with no live job and no runner connected.
 
-On-disk layout, flat, three files per run (`<name>` = the run id, percent-encoded; long ids are
-cut and suffixed with a hash). `runs/` is mode 0700: job output may be private.
+A run costs one exec, the job's own: the supervisor `posix_spawn`s the user's argv directly
+(argv only, never a shell) in a new process group, with stdin /dev/null and stdout/stderr in
+the run's files. The job stays the supervisor's child until its exit status is written, so its
+pid cannot be reused in the meantime, and the status is exact (exit code, or the signal that
+killed it).
 
-    state_dir/runs/<name>.st    claim + lock + state. Created O_EXCL by the spawning daemon (so
-                                nothing is ever spawned twice for one run id), flock'ed, and
-                                handed to the supervisor as its stdin: the lock is held exactly
-                                as long as the supervisor lives. Appended lines:
-                                "<pid> <fallback 0|1>" by the supervisor when it starts,
-                                "<exit status>" by the supervisor when the command has ended;
-                                or one "!<error>" line by the daemon if nothing could be spawned.
-    state_dir/runs/<name>.out   the command's stdout, created by the supervisor; both files
-    state_dir/runs/<name>.err   the command's stderr  may grow, only their tails are read
+On-disk layout: three files per run (`<name>` = the run id, percent-encoded; long ids are cut
+and suffixed with a hash) plus the supervisor's dotfiles. `runs/` is mode 0700: job output may
+be private, and only the owner can reach the socket (the supervisor also checks the peer's uid
+where the system reports it).
 
-Files stay until `forget(run_id)` (the engine calls it once the outcome fact is durable), or
-until an `adopt` finds them belonging to no active run and not locked.
+    state_dir/runs/<name>.st    claim + lock + state. Created O_EXCL by the supervisor (so a
+                                run id is never spawned twice) and flocked by it for as long
+                                as the job runs: the lock is the proof that the job is still
+                                the supervisor's. Lines: "<pid> <fallback 0|1>" once spawned,
+                                then "exit N" / "signal N" ("... escalated" when our SIGKILL
+                                ended it) once reaped. Or a single "!<error>" line if nothing
+                                could be spawned, or "?<reason>" (a tombstone), written by a
+                                runner that found the run never spawned.
+    state_dir/runs/<name>.out   the job's stdout; both files may grow, only their
+    state_dir/runs/<name>.err   the job's stderr   tails are read
+    state_dir/runs/.supervisor.{lock,sock,log}
+
+Spawning: `carry_out` checks each StartRun in the daemon first (working directory, program found
+in the job's PATH and executable, else the fallback command), so the usual spawn failures are
+reported at once as `spawn_failed` with the OS error (and an "!error" `.st`, which a restart
+reports again). It then sends the batch in one message and returns without waiting. The
+`Started` it returns settle when the supervisor answers: reading their `pid` waits for the
+answer, and so does the next `poll` (the engine records RunStarted with its next tick, so the
+spawns overlap the rest of the tick). A program that passes the checks but that exec refuses
+(no `#!` line: Exec format error; removed in between) gets a `Started` without a pid and then
+a `spawn_failed` exit. Exits come back as messages, each sent only after the status is in the
+`.st` and the lock released. Cancel and timeout: the supervisor sends SIGTERM to the job's
+process group, then SIGKILL after the grace period (it keeps that timer even if the daemon
+dies). Files stay until `forget(run_id)` (the engine calls it once the outcome fact is durable),
+or until an `adopt` finds them belonging to no active run and not locked.
 
 Restart protocol, `adopt(runs)` with the runs the ledger says are active:
 
-- no `.st`: the daemon stopped before spawning (or the files were removed) -> LOST;
-- `.st` locked: the supervisor lives -> watch it (`Started` if the ledger has no RunStarted yet;
-  SIGTERM again if the ledger says it was being cancelled);
+- no `.st`: the daemon stopped before the supervisor got the request -> LOST, and a tombstone
+  `.st` is left, so that a request still on its way can never spawn the run later;
+- `.st` locked: a live supervisor has the job -> it reports the exit to us from now on
+  (`Started` if the ledger has no RunStarted yet; SIGTERM again if the ledger says it was being
+  cancelled);
 - unlocked, with a status line -> its exit (`finished_at` = the file's mtime, at most now);
-- unlocked, "!error" -> SPAWN_FAILED; empty -> never spawned -> LOST; a pid line only -> the
-  supervisor was killed before its command ended -> LOST, and what is left of its process group
-  gets SIGKILL (so a retry cannot overlap an orphaned job).
+- unlocked, "!error" -> SPAWN_FAILED; empty or a tombstone -> never spawned -> LOST (an empty
+  file gets a tombstone under the lock, which the supervisor checks before spawning);
+- a pid line only -> the supervisor died (kill -9) before the job ended -> LOST, and the job's
+  process group gets SIGKILL (so that a retry cannot overlap an orphaned job) when it is
+  provably the run's: its leader's pid is unused (a live group keeps its id from being reused),
+  or (Linux) the process with that pid started within a second or two of the run's spawn.
 
-The lock, not pid liveness, is the proof of life, so pid reuse cannot fool it. The status is
-read only after the supervisor has exited (the lock is free or we reaped it), so a partial write
-is never seen and no write-tmp-and-rename is needed (dash has no `mv` builtin, and an extra
-exec would cost more than the whole supervisor).
+The same resolution runs when a connected runner sees the supervisor die (its socket closes):
+the runs it had in flight are read from their files once the kernel has released their locks,
+and the next spawn starts a new supervisor. A `.st` locked by something that is not the live
+supervisor (a per-run `sh` supervisor of an older version) is watched by polling its lock every
+0.2 s and cancelled by signalling its group while the lock is held; the shell statuses such
+supervisors wrote (128+N = signal N) are still understood.
 
-Exit statuses: the supervisor sees what any shell sees, so a command killed by signal N and one
-that called exit(128+N) look alike. Statuses 129..128+SIGRTMAX are reported as SIGNALED(N), the
-shell convention (a program that really exits with 137 is misreported). When the supervisor
-itself dies (our SIGKILL after the grace period), its own wait status is exact. dash appends a
-notice such as "Killed" to the stderr of a command that died from a signal. Statuses 126/127 are
-the shell's "cannot execute" / "not found" (a program removed between our check and the exec);
-its message is in the stderr tail. A program named like a shell builtin (echo, test, kill, ...)
-is run by its resolved path, so the real program runs, not the builtin.
+Two runners on one state_dir share the supervisor: the O_EXCL claim keeps a run id from being
+spawned twice, and each runner hears of the runs it spawned or adopted.
 
-Cost: the supervisor is one extra exec per run (about as much as the job's own exec of a small
-program); the daemon does one file creation per spawn. Put `state_dir` on a local disk or
-tmpfs (e.g. under $XDG_RUNTIME_DIR): flock and the restart protocol assume a local file system;
-tmpfs survives daemon restarts, not reboots (after one, unfinished runs are reported LOST).
-
-Watching: on Linux one thread waits on pidfds (epoll) for own children and adopted supervisors
-alike and fires the SIGKILL escalations; elsewhere each own child gets a waiter thread and
-adopted supervisors are checked every 0.2 s.
+Put `state_dir` on a local disk or tmpfs (e.g. under $XDG_RUNTIME_DIR): flock and the restart
+protocol assume a local file system; tmpfs survives daemon restarts, not reboots (after one,
+unfinished runs are reported LOST). A state_dir too long for a socket address is reached
+through /proc/self/fd (Linux). Jobs get the environment and working directory of the daemon
+that asked for them, plus the target's env and cwd; their other process attributes (umask,
+limits) come from the runner that started the supervisor.
 """
 
 from __future__ import annotations
@@ -64,66 +84,44 @@ import fcntl
 import hashlib
 import heapq
 import itertools
+import json
 import os
 import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
+from cronledger.adapters import supervisor as sup
 from cronledger.adapters.runner import Started
 from cronledger.domain.commands import CancelRun, RunnerCommand, StartRun
 from cronledger.domain.state import ActiveRun
 from cronledger.domain.values import Command, ExitKind, RunExit
 
-# The supervisor's shell: dash where installed (the lightest exec), else the system's sh.
-SHELLS = ("/bin/dash", "/usr/bin/dash", "/bin/sh")
-# $1 = fallback flag, $2 = the run's path stem, then the user's argv (never interpolated).
-# The supervisor outlives a SIGTERM to its group (its trap is reset for the command at exec).
-SUPERVISOR = (
-    'trap : HUP INT TERM; echo "$$ $1" >&0; b=$2; shift 2; "$@" </dev/null >"$b.out" 2>"$b.err"; '
-    'c=$?; echo "$c" >&0; exit "$c"'
-)
-# Names a shell runs as builtins even from "$@": these get their resolved path as argv[0].
-_BUILTIN_NAMES = (
-    ". : [ alias bg break builtin caller cd chdir command compgen complete continue declare "
-    "dirs disown echo enable eval exec exit export false fc fg getopts hash help history jobs "
-    "kill let local logout mapfile popd printf pushd pwd read readarray readonly return set "
-    "shift shopt source suspend test times trap true type typeset ulimit umask unalias unset "
-    "wait"
-)
-SHELL_BUILTINS = frozenset(_BUILTIN_NAMES.split())
 ADOPTED_POLL_S = 0.2
+START_TIMEOUT_S = 20.0  # for a new supervisor to say it is ready (a loaded machine)
+REPLY_TIMEOUT_S = 30.0  # a supervisor that does not answer for this long is given up
+DEATH_GRACE_S = 2.0  # a dead supervisor's locks are released by the kernel within this
+SAME_START_MS = 2_500  # a process that started this close to the run's spawn is the run's
 NEVER_STARTED = "assigned but never started (the daemon stopped before spawning it)"
 _MAX_SIGNAL = int(getattr(signal, "SIGRTMAX", 64))
 _ST, _OUT, _ERR = ".st", ".out", ".err"
+_LOG_MAX = 1 << 20
+Json = dict[str, Any]
 
 
 def _default_clock() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _pidfd_works() -> bool:
-    """pidfd_open exists in this Python and this kernel (Linux >= 5.3)."""
-    if not hasattr(os, "pidfd_open") or not hasattr(select, "epoll"):
-        return False
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except OSError:
-        return False
-    return True
-
-
-# None: use pidfds where they work; tests set False to exercise the portable watcher.
-PIDFD_WATCH: bool | None = None
 
 
 def run_file_name(run_id: str) -> str:
@@ -148,12 +146,27 @@ class RunOutput:
 
 @attrs.frozen
 class _State:
-    """What a `.st` file says."""
+    """What a `.st` file says. `status` is (kind, number, escalated): kind "exit"/"signal" from
+    the supervisor, "shell" for the exit status an older per-run `sh` supervisor recorded."""
 
     pid: int | None = None
     fallback: bool = False
-    status: int | None = None
+    status: tuple[str, int, bool] | None = None
     spawn_error: str | None = None
+    tombstone: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.pid is None and self.spawn_error is None and self.tombstone is None
+
+
+def _parse_status(line: bytes) -> tuple[str, int, bool] | None:
+    words = line.split()
+    if len(words) == 1 and words[0].isdigit():
+        return ("shell", int(words[0]), False)
+    if len(words) in (2, 3) and words[0] in (b"exit", b"signal") and words[1].isdigit():
+        return (words[0].decode(), int(words[1]), words[2:] == [b"escalated"])
+    return None
 
 
 def _parse_state(content: bytes) -> _State:
@@ -161,12 +174,12 @@ def _parse_state(content: bytes) -> _State:
     first = lines[0]
     if first.startswith(b"!"):
         return _State(spawn_error=first[1:].decode("utf-8", "replace"))
+    if first.startswith(b"?"):
+        return _State(tombstone=first[1:].decode("utf-8", "replace"))
     head = first.split()
     if len(head) != 2 or not head[0].isdigit():
         return _State()
-    status = None
-    if len(lines) >= 3 and lines[1].strip().isdigit():
-        status = int(lines[1])
+    status = _parse_status(lines[1]) if len(lines) >= 3 else None
     return _State(pid=int(head[0]), fallback=head[1] == b"1", status=status)
 
 
@@ -222,24 +235,57 @@ def read_tail(path: str, limit: int) -> tuple[str, int]:
     return data[cut:].decode("utf-8", "replace"), start + cut
 
 
-def _status_exit(run_id: str, status: int, at: int) -> RunExit:
-    """A shell exit status as an exit: 128+N is read as signal N (see the module docstring)."""
-    if 128 < status <= 128 + _MAX_SIGNAL:
-        return RunExit(run_id=run_id, kind=ExitKind.SIGNALED, finished_at=at, signal=status - 128)
-    return RunExit(run_id=run_id, kind=ExitKind.EXITED, finished_at=at, exit_code=status)
+def _code_exit(run_id: str, code: int, at: int) -> RunExit:
+    """An exact status (waitstatus_to_exitcode: negative = killed by that signal)."""
+    if code < 0:
+        return RunExit(run_id=run_id, kind=ExitKind.SIGNALED, finished_at=at, signal=-code)
+    return RunExit(run_id=run_id, kind=ExitKind.EXITED, finished_at=at, exit_code=code)
 
 
-def _kill_orphaned_group(pgid: int, own: bool) -> bool:
-    """SIGKILL the process group a dead supervisor led. For our own (unreaped) child the pgid
-    is certainly the run's; otherwise only while the leader's pid is unused (a live group
-    keeps its id from being reused, so then the members are the run's)."""
-    if not own:
-        try:
-            os.kill(pgid, 0)
-            return False  # a process has that pid: not our supervisor, maybe not our group
-        except ProcessLookupError:
-            pass
-        except PermissionError:
+def _status_exit(run_id: str, status: tuple[str, int, bool], at: int) -> RunExit:
+    kind, number, _escalated = status
+    if kind == "signal":
+        return _code_exit(run_id, -number, at)
+    if kind == "shell" and 128 < number <= 128 + _MAX_SIGNAL:  # the shell convention
+        return _code_exit(run_id, -(number - 128), at)
+    return _code_exit(run_id, number, at)
+
+
+_BOOT_S: float | None = None
+
+
+def _process_start_ms(pid: int) -> int | None:
+    """When process `pid` started (epoch ms, to about a second), where /proc tells."""
+    global _BOOT_S
+    try:
+        if _BOOT_S is None:
+            with open("/proc/stat", "rb") as f:
+                for line in f:
+                    if line.startswith(b"btime "):
+                        _BOOT_S = float(line.split()[1])
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        ticks = int(fields[19])  # field 22, starttime, in clock ticks after boot
+    except (OSError, ValueError, IndexError):
+        return None
+    if _BOOT_S is None:
+        return None
+    return int((_BOOT_S + ticks / os.sysconf("SC_CLK_TCK")) * 1000)
+
+
+def _kill_orphaned_group(pgid: int, spawned_ms: int) -> bool:
+    """SIGKILL the process group of a job whose supervisor died. Only when it is provably the
+    run's group: its leader's pid is unused (a live group keeps its id from being reused), or
+    the process with that pid started when the run was spawned."""
+    try:
+        os.kill(pgid, 0)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        return False
+    else:
+        started = _process_start_ms(pgid)
+        if started is None or abs(started - spawned_ms) > SAME_START_MS:
             return False
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -253,26 +299,86 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-class _Run:
-    """A run being watched: an own child (`proc`) or an adopted supervisor (`proc` None)."""
+def _tombstone(base: str, reason: str) -> bool:
+    """Create the run's `.st` as a tombstone ("?reason"); False if it exists already."""
+    try:
+        fd = os.open(base + _ST, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return False
+    except OSError:
+        return True  # nothing can spawn it there either
+    try:
+        os.write(fd, b"?" + reason.encode() + b"\n")
+    finally:
+        os.close(fd)
+    return True
 
-    __slots__ = ("base", "done", "killed", "pid", "pidfd", "proc", "run_id", "term_sent")
+
+class _Unavailable(Exception):
+    """The supervisor cannot be started or reached."""
+
+
+class _Run:
+    """A run in flight: the supervisor's job (`supervised`), or a `.st` lock held by something
+    else (an older per-run supervisor), watched by polling the lock."""
+
+    __slots__ = ("base", "done", "fallback", "killed", "pid", "run_id", "supervised", "term_sent")
 
     def __init__(
-        self, run_id: str, base: str, pid: int | None, proc: subprocess.Popen[bytes] | None
+        self, run_id: str, base: str, pid: int | None, fallback: bool, supervised: bool
     ) -> None:
         self.run_id = run_id
         self.base = base
         self.pid = pid
-        self.proc = proc
-        self.pidfd: int | None = None
+        self.fallback = fallback
+        self.supervised = supervised
         self.done = False
         self.term_sent = False
         self.killed = False
 
 
+class _PendingStarted(Started):
+    """A `Started` handed back before the supervisor has answered: reading `pid` or
+    `fallback` waits for its answer (the engine reads them when it records the RunStarted,
+    with its next tick, so by then it has come)."""
+
+    __slots__ = ("_done", "_give_up", "_value")
+    _done: threading.Event
+    _give_up: Callable[[], None]
+    _value: tuple[int | None, bool]
+
+    def __init__(self, run_id: str, fallback: bool, give_up: Callable[[], None]) -> None:
+        object.__setattr__(self, "run_id", run_id)
+        object.__setattr__(self, "_done", threading.Event())
+        object.__setattr__(self, "_value", (None, fallback))
+        object.__setattr__(self, "_give_up", give_up)
+
+    def settle(self, pid: int | None, fallback: bool) -> None:
+        object.__setattr__(self, "_value", (pid, fallback))
+        self._done.set()
+
+    def _wait(self) -> tuple[int | None, bool]:
+        if not self._done.wait(REPLY_TIMEOUT_S):
+            self._give_up()  # drop the connection: the watcher then settles every pending run
+            self._done.wait()
+        return self._value
+
+    def abandon(self) -> None:
+        """Nobody will answer (the runner is closing): no pid."""
+        self.settle(None, self._value[1])
+
+    @property
+    def pid(self) -> int | None:
+        return self._wait()[0]
+
+    @property
+    def fallback(self) -> bool:
+        return self._wait()[1]
+
+
 class ProcessRunner:
-    """Runs `Command` targets as supervised subprocesses; see the module docstring."""
+    """Runs `Command` targets through the state_dir's run supervisor; see the module
+    docstring."""
 
     def __init__(
         self,
@@ -282,39 +388,47 @@ class ProcessRunner:
         kill_grace_s: float = 5.0,
         clock: Callable[[], int] | None = None,
         wake: Callable[[], None] | None = None,
-        spawn_threads: int = 4,
     ) -> None:
         self.runs_dir = Path(state_dir) / "runs"
         self.runs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._dir = str(self.runs_dir.resolve())
+        self._dir_fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._tail_bytes = tail_bytes
         self._grace = kill_grace_s
         self._clock = clock or _default_clock
         self._wake = wake
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._runs: dict[str, _Run] = {}  # in flight: exit not known yet
         self._exited: set[str] = set()  # exit known (queued or reported), until forget()
+        self._doomed: list[str] = []  # forgotten runs: the watcher thread deletes their files
+        self._tombstones: set[str] = set()  # left in place by forget (see _tombstone)
         self._ready: list[RunExit] = []
-        self._kills: list[tuple[float, int, str]] = []  # (monotonic deadline, seq, run id)
+        self._kills: list[tuple[float, int, str]] = []  # lock-polled runs: SIGKILL deadlines
         self._seq = itertools.count()
-        self._by_fd: dict[int, _Run] = {}
         self._lock_polled: dict[str, _Run] = {}
-        self._which: dict[tuple[str, str], str] = {}
         self._closed = False
-        self._shell = next((sh for sh in SHELLS if os.access(sh, os.X_OK)), SHELLS[-1])
-        self._spawn_threads = spawn_threads
-        self._pool: ThreadPoolExecutor | None = None
-        use_pidfd = _pidfd_works() if PIDFD_WATCH is None else PIDFD_WATCH
-        self._epoll = select.epoll() if use_pidfd else None
+        # The connection (set and cleared under _lock; only the watcher thread reads it).
+        self._sock: socket.socket | None = None
+        self.supervisor_pid: int | None = None
+        self._replies: dict[int, Json | None] = {}
+        self._pending: dict[str, _PendingStarted] = {}  # sent, not answered yet
+        self._which: dict[tuple[str, str], str] = {}
+        self._req = itertools.count(1)
+        self._send_lock = threading.Lock()
+        self._env_sent: dict[bytes, bytes] | dict[str, str] | None = None
+        self._cwd_sent: str | None = None
+        self._starting: subprocess.Popen[bytes] | None = None
+        self._children: list[subprocess.Popen[bytes]] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        if self._epoll is not None:
-            self._epoll.register(self._wake_r, select.EPOLLIN)
         self._watcher = threading.Thread(
             target=self._watch, name=f"process-runner {self._dir}", daemon=True
         )
         self._watcher.start()
+        with contextlib.suppress(_Unavailable, OSError):
+            self._prestart()
 
     # --- the port --------------------------------------------------------------------------
 
@@ -323,23 +437,51 @@ class ProcessRunner:
         self._wake = wake
 
     def carry_out(self, commands: Sequence[RunnerCommand], now: int) -> list[Started]:
-        """Signal CancelRuns, spawn StartRuns (a batch in parallel); failures show up on `poll`."""
+        """Signal CancelRuns, spawn StartRuns (one request for the batch); failures show up
+        on `poll`."""
         starts: dict[str, StartRun] = {}
         for command in commands:
             if isinstance(command, StartRun):
                 starts.setdefault(command.run_id, command)
             elif isinstance(command, CancelRun):
                 self._cancel(command.run_id)
-        if len(starts) > 1 and self._spawn_threads > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._spawn_threads, "process-runner-spawn")
-            results = list(self._pool.map(lambda c: self._start(c, now), starts.values()))
-        else:
-            results = [self._start(c, now) for c in starts.values()]
-        return [started for result in results for started in result]
+        with self._lock:
+            fresh = [
+                c
+                for c in starts.values()
+                if c.run_id not in self._runs and c.run_id not in self._exited
+            ]  # a repeated StartRun: it is already running or done
+        items: list[list[Any]] = []
+        daemon_path = os.environ.get("PATH", os.defpath)
+        for command in fresh:
+            target = command.target
+            if not isinstance(target, Command):
+                error = f"the process runner runs Command targets only, not {target!r}"
+                self._queue([self._spawn_failed(command.run_id, error, now)])
+                continue
+            env = dict(target.env) if target.env else None
+            path = env.get("PATH", os.defpath) if env else daemon_path
+            chosen = self._choose(command, target, path)
+            stem = run_file_name(command.run_id)
+            if isinstance(chosen, str):
+                self._unspawnable(command.run_id, stem, chosen, now)
+                continue
+            argv, exe, fallback = chosen
+            items.append([command.run_id, stem, argv, exe, fallback, env, target.cwd])
+        if not items:
+            return []
+        return self._hand_over(items, now)
 
     def poll(self, now: int) -> list[RunExit]:
-        """Exits seen since the last poll, each once, by finish time then run id."""
+        """Exits seen since the last poll, each once, by finish time then run id.
+
+        First waits for the supervisor's answer to the batches handed over: the engine reads
+        their pids right after polling anyway, and exits that come in meanwhile join this
+        tick instead of the next."""
+        with self._lock:
+            pending = list(self._pending.values())
+        for started in pending:
+            started.pid  # noqa: B018 (waits for the answer)
         with self._lock:
             ready, self._ready = self._ready, []
         ready.sort(key=lambda e: (e.finished_at, e.run_id))
@@ -347,16 +489,15 @@ class ProcessRunner:
 
     def adopt(self, runs: Sequence[ActiveRun], now: int) -> list[Started]:
         """After a (re)start: resolve the runs the ledger says are active; sweep the rest."""
-        started: list[Started] = []
         keep: set[str] = set()
+        todo: list[tuple[str, bool, str | None]] = []
         for run in runs:
             keep.add(run_file_name(run.run_id))
             with self._lock:
                 if run.run_id in self._runs or run.run_id in self._exited:
                     continue
-            started.extend(
-                self._inspect(run.run_id, now, run.started_at is not None, run.cancelling)
-            )
+            todo.append((run.run_id, run.started_at is not None, run.cancelling))
+        started = self._resolve(todo, now)
         self._sweep(keep)
         return started
 
@@ -366,16 +507,29 @@ class ProcessRunner:
             return len(self._runs)
 
     def forget(self, run_id: str) -> None:
-        """Delete a finished run's files, once its outcome fact is durable (never a live run's)."""
+        """Delete a finished run's files (at once, on the watcher thread), once its outcome
+        fact is durable. Never a live run's; a tombstone stays until the next sweep, so that a
+        late request cannot spawn the run."""
         with self._lock:
             if run_id in self._runs or run_id not in self._exited:
                 return  # live, or never reported by this runner (a call run; swept by adopt)
             self._exited.discard(run_id)
-        base = os.path.join(self._dir, run_file_name(run_id))
-        if _locked(base + _ST):
-            return
-        for suffix in (_OUT, _ERR, _ST):
-            _unlink(base + suffix)
+            if run_id in self._tombstones:
+                self._tombstones.discard(run_id)
+                return
+        with self._lock:
+            self._doomed.append(run_id)
+            first = len(self._doomed) == 1
+        if first:
+            self._poke()  # the watcher deletes them, off the engine's thread
+
+    def _delete_forgotten(self) -> None:
+        with self._lock:
+            doomed, self._doomed = self._doomed, []
+        for run_id in doomed:
+            base = os.path.join(self._dir, run_file_name(run_id))
+            for suffix in (_OUT, _ERR, _ST):
+                _unlink(base + suffix)
 
     def output(self, run_id: str) -> RunOutput | None:
         """The tails of a run's stdout and stderr, while its files exist (until `forget`)."""
@@ -387,176 +541,383 @@ class ProcessRunner:
         return RunOutput(out, out_dropped, err, err_dropped)
 
     def close(self) -> None:
-        """Stop watching; running jobs keep going (a new runner can adopt them)."""
+        """Stop watching; running jobs keep going (the supervisor keeps them, and a new runner
+        can adopt them). The supervisor exits by itself once idle."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        if self._pool is not None:
-            self._pool.shutdown()
+            self._cond.notify_all()
         self._poke()
         self._watcher.join()
+        self._delete_forgotten()
         with self._lock:
-            fds = list(self._by_fd)
-            self._by_fd.clear()
-        for fd in fds:
-            os.close(fd)
-        if self._epoll is not None:
-            self._epoll.close()
+            sock, self._sock = self._sock, None
+            pending, self._pending = list(self._pending.values()), {}
+        for started in pending:  # nobody will answer now (the runs go on: adopt finds them)
+            started.abandon()
+        if sock is not None:
+            sock.close()
+        if self._starting is not None:
+            self._children.append(self._starting)
+            self._starting = None
+        for proc in self._children:
+            if proc.stdout is not None:
+                proc.stdout.close()
+            proc.poll()  # reap the ones that are gone; the rest are reaped by subprocess later
+        os.close(self._dir_fd)
         os.close(self._wake_r)
         os.close(self._wake_w)
 
+    # --- the supervisor --------------------------------------------------------------------
+
+    def _prestart(self) -> None:
+        """Start the supervisor now (without waiting for it) if none lives, so the first spawn
+        does not wait for an interpreter to start."""
+        fd = os.open(
+            os.path.join(self._dir, sup.LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # one lives
+        finally:
+            os.close(fd)
+        self._starting = self._launch()
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        script = sup.__file__
+        if not sys.executable:
+            raise _Unavailable("no Python interpreter to run the supervisor (sys.executable)")
+        if script and os.path.isfile(script):
+            argv = [sys.executable, "-I", "-S", script, self._dir]
+        else:
+            argv = [sys.executable, "-m", "cronledger.adapters.supervisor", self._dir]
+        log_path = os.path.join(self._dir, sup.LOG_NAME)
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            if os.fstat(log).st_size > _LOG_MAX:
+                os.ftruncate(log, 0)
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                cwd="/",
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise _Unavailable(f"cannot start the run supervisor: {exc}") from exc
+        finally:
+            os.close(log)
+
+    def _await_ready(self, proc: subprocess.Popen[bytes]) -> str:
+        """The first line a starting supervisor prints: "ready <pid>" or "busy"."""
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        data = b""
+        while b"\n" not in data:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            chunk = os.read(fd, 256)
+            if not chunk:
+                break
+            data += chunk
+        proc.stdout.close()
+        self._children.append(proc)
+        return data.decode(errors="replace").strip()
+
+    def _connect(self) -> socket.socket | None:
+        try:
+            address = sup.socket_path(self._dir, self._dir_fd)
+        except OSError as exc:
+            raise _Unavailable(str(exc)) from exc
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(address)
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            return None
+        except OSError as exc:
+            sock.close()
+            raise _Unavailable(f"cannot connect to the run supervisor: {exc}") from exc
+        return sock
+
+    def _hello(self, sock: socket.socket) -> int | None:
+        """Introduce ourselves (environment, cwd); the supervisor's pid, None if it hung up."""
+        env = dict(os.environ)
+        cwd = os.getcwd()
+        sock.settimeout(START_TIMEOUT_S)
+        try:
+            sock.sendall(_line({"op": "hello", "env": env, "cwd": cwd}))
+            data = b""
+            while b"\n" not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return None
+                data += chunk
+        except OSError:
+            return None
+        finally:
+            sock.settimeout(None)
+        reply = json.loads(data.split(b"\n", 1)[0])
+        self._env_sent = _environ_data()
+        self._cwd_sent = cwd
+        pid: int = reply["pid"]
+        return pid
+
+    def _client(self) -> socket.socket:
+        """The connection to the supervisor, starting one if none lives."""
+        with self._lock:
+            if self._sock is not None:
+                return self._sock
+            if self._closed:
+                raise _Unavailable("the process runner is closed")
+        problem = "the run supervisor did not start"
+        self._children = [p for p in self._children if p.poll() is None]
+        for _attempt in range(4):
+            sock = self._connect()
+            if sock is None:
+                proc = self._starting or self._launch()
+                self._starting = None
+                said = self._await_ready(proc)
+                if not said.startswith(("ready", "busy")):
+                    problem = (
+                        f"the run supervisor did not start (see {sup.LOG_NAME} in {self._dir})"
+                    )
+                    continue
+                sock = self._connect()
+                if sock is None:
+                    continue
+            pid = self._hello(sock)
+            if pid is None:  # it was exiting (idle): start another
+                sock.close()
+                continue
+            with self._lock:
+                self._sock = sock
+                self.supervisor_pid = pid
+            self._poke()
+            return sock
+        raise _Unavailable(problem)
+
+    def _send(self, sock: socket.socket, message: Json) -> bool:
+        try:
+            with self._send_lock:
+                sock.sendall(_line(message))
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # the watcher sees it end and cleans up
+            return False
+        return True
+
+    def _request(self, sock: socket.socket, message: Json) -> Json | None:
+        """Send a request and wait for its reply (None: the supervisor went away)."""
+        req = next(self._req)
+        message["req"] = req
+        with self._lock:
+            self._replies[req] = None
+        if not self._send(sock, message):
+            with self._lock:
+                self._replies.pop(req, None)
+            return None
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        with self._cond:
+            while self._replies.get(req) is None and self._sock is sock and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            reply = self._replies.pop(req, None)
+        if reply is None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        return reply
+
     # --- starting --------------------------------------------------------------------------
 
-    def _start(self, command: StartRun, now: int) -> list[Started]:
-        run_id = command.run_id
-        target = command.target
-        with self._lock:
-            if run_id in self._runs or run_id in self._exited:
-                return []  # a repeated StartRun: it is already running or done
-        if not isinstance(target, Command):
-            error = f"the process runner runs Command targets only, not {target!r}"
-            self._spawn_failed(run_id, None, error, now)
-            return []
-        base = os.path.join(self._dir, run_file_name(run_id))
+    def _hand_over(self, items: list[list[Any]], now: int) -> list[Started]:
+        """Send the batch to the supervisor and return at once: the runs are registered (so
+        they can be cancelled), their `Started` settle when its answer comes."""
         try:
-            fd = os.open(
-                base + _ST, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
-            )
-        except FileExistsError:
-            # Spawned before (by a daemon that died before recording it): adopt, never respawn.
-            return self._inspect(run_id, now, ledger_started=False, cancelling=None)
-        except OSError as exc:
-            self._spawn_failed(run_id, None, f"cannot create {base + _ST}: {exc.strerror}", now)
+            sock = self._client()
+        except _Unavailable as exc:
+            for item in items:
+                self._unspawnable(item[0], item[1], str(exc), now)
             return []
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            env = None
-            path = os.environ.get("PATH", os.defpath)
-            if target.env:
-                env = {**os.environ, **dict(target.env)}
-                path = env.get("PATH", os.defpath)
-            chosen = self._choose(command, target, path)
-            if isinstance(chosen, str):
-                self._spawn_failed(run_id, fd, chosen, now)
-                return []
-            argv, fallback = chosen
-            try:
-                proc = subprocess.Popen(
-                    [self._shell, "-c", SUPERVISOR, "sh", "1" if fallback else "0", base, *argv],
-                    stdin=fd,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    cwd=target.cwd,
-                    env=env,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                self._spawn_failed(run_id, fd, f"cannot spawn {argv[0]!r}: {exc}", now)
-                return []
-        finally:
-            os.close(fd)  # the supervisor holds the lock now (or nobody does)
-        run = _Run(run_id, base, proc.pid, proc)
+        message: Json = {"op": "spawn", "runs": items}
+        env = _environ_data()
+        if env != self._env_sent:
+            message["env"] = dict(os.environ)
+            self._env_sent = env
+        cwd = os.getcwd()
+        if cwd != self._cwd_sent:
+            message["cwd"] = self._cwd_sent = cwd
+        pending: list[_PendingStarted] = []
         with self._lock:
-            self._runs[run_id] = run
-        self._watch_child(run)
-        return [Started(run_id, proc.pid, fallback)]
+            connected = self._sock is sock
+            for item in items:
+                run_id = item[0]
+                self._runs[run_id] = _Run(run_id, self._base(run_id), None, item[4], True)
+                started = _PendingStarted(run_id, item[4], self._drop_connection)
+                self._pending[run_id] = started
+                pending.append(started)
+        if connected:
+            self._send(sock, message)  # (on failure the watcher settles them from the files)
+        else:  # it went away just now: nothing was sent
+            for item in items:
+                self._finish_unanswered(item[0])
+        return list(pending)
+
+    def _drop_connection(self) -> None:
+        with self._lock:
+            sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _unspawnable(self, run_id: str, stem: str, error: str, now: int) -> None:
+        """Report a run that cannot be spawned, recorded in its `.st` ("!error") so that a
+        restart reports it too; a run claimed before is resolved from its files instead."""
+        if _tombstone_error(os.path.join(self._dir, stem), error):
+            self._queue([self._spawn_failed(run_id, error, now)])
+        elif self._examine(run_id, False, now)[0]:
+            self._watch_lock(run_id)
 
     def _choose(
         self, command: StartRun, target: Command, path: str
-    ) -> tuple[list[str], bool] | str:
-        """The argv to spawn and whether it is the fallback, or why nothing can be spawned."""
+    ) -> tuple[list[str], str, bool] | str:
+        """The argv to spawn, its program's path and whether it is the fallback, or why
+        nothing can be spawned."""
         cwd = target.cwd
         if cwd is not None and not os.path.isdir(cwd):
             return f"working directory {cwd!r}: {os.strerror(errno.ENOENT)}"
         argv = list(command.argv)
         if not argv:
             return "the command is empty"
-        problem = self._check_program(argv, cwd, path)
-        if problem is None:
-            return argv, False
+        exe = self._program(argv[0], cwd, path)
+        if not exe.startswith("!"):
+            return argv, exe, False
         if not target.fallback:
-            return problem
+            return exe[1:]
         fallback = list(command.fallback_argv or target.fallback)
-        fallback_problem = self._check_program(fallback, cwd, path)
-        if fallback_problem is None:
-            return fallback, True
-        return f"{problem}; fallback: {fallback_problem}"
+        second = self._program(fallback[0], cwd, path) if fallback else "!the fallback is empty"
+        if not second.startswith("!"):
+            return fallback, second, True
+        return f"{exe[1:]}; fallback: {second[1:]}"
 
-    def _check_program(self, argv: list[str], cwd: str | None, path: str) -> str | None:
-        """None if argv[0] can be executed (a shell builtin name is swapped for its path)."""
-        program = argv[0]
+    def _program(self, program: str, cwd: str | None, path: str) -> str:
+        """The path to execute for `program` (searched in `path` when it has no slash), or
+        "!" + why it cannot be executed."""
         if not program:
-            return "the program name is empty"
+            return "!the program name is empty"
         if "/" in program:
             full = os.path.join(cwd or os.getcwd(), program)
             try:
                 mode = os.stat(full).st_mode
             except OSError as exc:
-                return f"{program}: {exc.strerror}"
+                return f"!{program}: {exc.strerror}"
             if stat.S_ISDIR(mode):
-                return f"{program}: {os.strerror(errno.EISDIR)}"
+                return f"!{program}: {os.strerror(errno.EISDIR)}"
             if not os.access(full, os.X_OK):
-                return f"{program}: {os.strerror(errno.EACCES)}"
-            return None
+                return f"!{program}: {os.strerror(errno.EACCES)}"
+            return program  # relative to the job's directory, where the supervisor runs it
         key = (program, path)
         found = self._which.get(key)
         if found is None or not os.access(found, os.X_OK):
             found = shutil.which(program, path=path)
             if found is None:
-                return self._not_in_path(program, path)
-            self._which[key] = found
-        if program in SHELL_BUILTINS:
-            argv[0] = found
-        return None
+                return "!" + _not_in_path(program, path)
+            if os.path.isabs(found):  # (a relative PATH entry: look again next time)
+                self._which[key] = found
+            else:
+                found = os.path.abspath(found)
+        return found
 
-    @staticmethod
-    def _not_in_path(program: str, path: str) -> str:
-        for directory in path.split(os.pathsep):
-            candidate = os.path.join(directory or ".", program)
-            if os.path.isfile(candidate):
-                return f"{program}: {os.strerror(errno.EACCES)} ({candidate} is not executable)"
-        return f"{program}: {os.strerror(errno.ENOENT)} (not found in PATH)"
-
-    def _spawn_failed(self, run_id: str, fd: int | None, error: str, now: int) -> None:
-        if fd is not None:  # recorded, so a restart reports it too
-            with contextlib.suppress(OSError):
-                os.write(fd, b"!" + error.replace("\n", " ").encode() + b"\n")
-        self._queue(
-            RunExit(run_id=run_id, kind=ExitKind.SPAWN_FAILED, finished_at=now, error=error)
-        )
+    def _spawn_failed(self, run_id: str, error: str, now: int) -> RunExit:
+        return RunExit(run_id=run_id, kind=ExitKind.SPAWN_FAILED, finished_at=now, error=error)
 
     # --- adopting --------------------------------------------------------------------------
 
-    def _inspect(
-        self, run_id: str, now: int, ledger_started: bool, cancelling: str | None
-    ) -> list[Started]:
-        """Resolve a run from its files: watch it, or queue the exit they tell of."""
-        base = os.path.join(self._dir, run_file_name(run_id))
-        alive = _locked(base + _ST)
-        if alive is None:
-            error = NEVER_STARTED
-            if ledger_started:
-                error = f"started, but its state file {base + _ST} is gone; its exit is unknown"
-            self._queue(RunExit(run_id=run_id, kind=ExitKind.LOST, finished_at=now, error=error))
+    def _resolve(self, todo: Sequence[tuple[str, bool, str | None]], now: int) -> list[Started]:
+        """Resolve runs from their files and the supervisor: watch the live ones (Started for
+        those the ledger shows as not started), queue the exits of the others."""
+        live = [item for item in todo if self._examine(item[0], item[1], now)[0]]
+        if not live:
             return []
-        if not alive:
-            self._queue(self._with_tail(self._dead_exit(run_id, base, now, None), base))
-            return []
-        state = self._wait_for_pid(base)
-        run = _Run(run_id, base, state.pid, None)
+        found: dict[str, tuple[int, bool]] = {}
+        try:
+            sock: socket.socket | None = self._client()
+        except _Unavailable:
+            sock = None
+        if sock is not None:
+            reply = self._request(sock, {"op": "watch", "ids": [item[0] for item in live]})
+            if reply is not None and reply.get("op") == "watching":
+                found = {r[0]: (r[1], bool(r[2])) for r in reply["runs"] if r[1] is not None}
+        started: list[Started] = []
+        for run_id, ledger_started, cancelling in live:
+            if run_id in found:
+                pid, fallback = found[run_id]
+            else:  # not the live supervisor's: ended just now, or an older kind of supervisor
+                if not self._examine(run_id, ledger_started, now)[0]:
+                    continue
+                run = self._watch_lock(run_id)
+                pid, fallback = run.pid or 0, run.fallback
+            if cancelling is not None:
+                self._cancel(run_id)
+            if not ledger_started:
+                started.append(Started(run_id, pid or None, fallback))
+        return started
+
+    def _base(self, run_id: str) -> str:
+        return os.path.join(self._dir, run_file_name(run_id))
+
+    def _examine(self, run_id: str, ledger_started: bool, now: int) -> tuple[bool, _State]:
+        """(True, _) when the run's `.st` is locked (someone has it live); otherwise queue
+        what its files tell (leaving a tombstone where it was never spawned) and return
+        (False, what the `.st` said)."""
         with self._lock:
-            self._runs[run_id] = run
-        self._watch_adopted(run)
-        if cancelling is not None:
-            self._cancel(run_id)
-        if ledger_started:
-            return []
-        return [Started(run_id, state.pid, state.fallback)]
+            if run_id in self._runs or run_id in self._exited:
+                return False, _State()  # watched already, or its exit is known
+        base = self._base(run_id)
+        for _attempt in range(3):
+            try:
+                fd = os.open(base + _ST, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+            except FileNotFoundError:
+                error = NEVER_STARTED
+                if ledger_started:
+                    error = f"started, but its state file {base + _ST} is gone; its exit is unknown"
+                if not _tombstone(base, error):
+                    continue  # created meanwhile: look again
+                self._tombstoned(run_id)
+                lost = RunExit(run_id=run_id, kind=ExitKind.LOST, finished_at=now, error=error)
+                self._queue([lost])
+                return False, _State(tombstone=error)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True, _State()
+                mtime = os.fstat(fd).st_mtime_ns // 1_000_000
+                state = _parse_state(os.pread(fd, 4096, 0))
+                if state.empty:  # claimed, never spawned: the supervisor will see this
+                    os.write(fd, b"?" + NEVER_STARTED.encode() + b"\n")
+                    state = _State(tombstone=NEVER_STARTED)
+                    self._tombstoned(run_id)
+            finally:
+                os.close(fd)
+            self._queue([self._with_tail(self._dead_exit(run_id, now, None, state, mtime), base)])
+            return False, state
+        raise AssertionError(f"{base + _ST} keeps appearing and disappearing")
+
+    def _tombstoned(self, run_id: str) -> None:
+        with self._lock:
+            self._tombstones.add(run_id)
 
     @staticmethod
     def _wait_for_pid(base: str) -> _State:
-        """The state of a live supervisor; its pid line follows its exec by a moment."""
+        """The state of a live run; an older supervisor writes its pid a moment after exec."""
         deadline = time.monotonic() + 1.0
         while True:
             read = _read_state(base + _ST)
@@ -565,51 +926,46 @@ class ProcessRunner:
                 return state
             time.sleep(0.005)
 
-    def _dead_exit(self, run_id: str, base: str, now: int, run: _Run | None) -> RunExit:
-        """The exit of a supervisor that has ended, from its `.st` file (and its wait status
-        when it was our child, reaped here). `run` is None when nobody watched it end."""
-        read = _read_state(base + _ST)
-        state, mtime = read if read else (_State(), now)
+    def _dead_exit(
+        self, run_id: str, now: int, run: _Run | None, state: _State, mtime: int
+    ) -> RunExit:
+        """The exit of a run whose `.st` is no longer locked. `run` is None when nobody
+        watched it end (then `finished_at` is when the file last changed)."""
         at = now if run is not None else min(now, mtime)
+        if state.tombstone is not None:
+            return RunExit(run_id=run_id, kind=ExitKind.LOST, finished_at=at, error=state.tombstone)
         if state.spawn_error is not None:
             return RunExit(
                 run_id=run_id, kind=ExitKind.SPAWN_FAILED, finished_at=at, error=state.spawn_error
             )
-        killed_rest = False
-        if state.status is None and state.pid is not None and not (run and run.killed):
-            # The supervisor died before its command did: stop what is left of the run, so
-            # a retry cannot overlap it.
-            killed_rest = _kill_orphaned_group(
-                state.pid, own=run is not None and run.proc is not None
-            )
-        code = run.proc.wait() if run is not None and run.proc is not None else None
-        rest = "; the rest of its process group was sent SIGKILL" if killed_rest else ""
-        error = ""
         if state.status is not None:
             exit = _status_exit(run_id, state.status, at)
-        elif code is not None and code < 0:
-            exit = RunExit(run_id=run_id, kind=ExitKind.SIGNALED, finished_at=at, signal=-code)
-            if not (run and (run.killed or run.term_sent)):
-                error = f"its supervisor was killed by signal {-code}{rest}"
-        elif run is not None and (run.killed or run.term_sent):
+            if state.status[2] or (run is not None and run.killed):
+                return attrs.evolve(exit, error=self._escalated())
+            return exit
+        if run is not None and not run.supervised and (run.killed or run.term_sent):
+            # an older supervisor, killed along with its group by our signal
             sig = signal.SIGKILL if run.killed else signal.SIGTERM
             exit = RunExit(run_id=run_id, kind=ExitKind.SIGNALED, finished_at=at, signal=sig)
-        elif code is not None:  # it could not write its status line, but exited with it
-            exit = _status_exit(run_id, code, at)
-        elif state.pid is not None:
-            error = (
-                f"its supervisor (pid {state.pid}) ended without recording the exit status "
-                f"(killed with SIGKILL, or the machine restarted){rest}"
-            )
-            return RunExit(run_id=run_id, kind=ExitKind.LOST, finished_at=at, error=error)
-        else:
+            return attrs.evolve(exit, error=self._escalated()) if run.killed else exit
+        if state.pid is None:
             return RunExit(run_id=run_id, kind=ExitKind.LOST, finished_at=at, error=NEVER_STARTED)
-        if run is not None and run.killed:
-            error = f"still running {self._grace:g} s after SIGTERM: sent SIGKILL"
-        return attrs.evolve(exit, error=error) if error else exit
+        # Its supervisor died before the job did: stop what is left of the job, so that a
+        # retry cannot overlap it.
+        killed = _kill_orphaned_group(state.pid, mtime)
+        rest = "; its process group was sent SIGKILL" if killed else ""
+        error = (
+            f"its supervisor ended before the job (pid {state.pid}) did, without recording "
+            f"the exit status (killed with SIGKILL, or the machine restarted){rest}"
+        )
+        return RunExit(run_id=run_id, kind=ExitKind.LOST, finished_at=at, error=error)
+
+    def _escalated(self) -> str:
+        return f"still running {self._grace:g} s after SIGTERM: sent SIGKILL"
 
     def _sweep(self, keep: set[str]) -> None:
-        """Delete files of runs the ledger no longer knows, unless a supervisor holds them."""
+        """Delete files of runs the ledger no longer knows, unless a run holds them (or a
+        claim is being made right now)."""
         with self._lock:
             keep = (
                 keep
@@ -620,12 +976,17 @@ class ProcessRunner:
         with os.scandir(self._dir) as entries:
             for entry in entries:
                 stem, dot, _suffix = entry.name.rpartition(".")
-                if dot and stem not in keep:
+                if dot and stem and not stem.startswith(".") and stem not in keep:
                     stems.add(stem)
+        young = time.time() - 60
         for stem in stems:
             base = os.path.join(self._dir, stem)
             if _locked(base + _ST):
                 continue
+            with contextlib.suppress(OSError):
+                st = os.stat(base + _ST)
+                if st.st_size == 0 and st.st_mtime > young:
+                    continue  # a claim in progress
             for suffix in (_OUT, _ERR, _ST):
                 _unlink(base + suffix)
 
@@ -635,23 +996,32 @@ class ProcessRunner:
         """SIGTERM the run's process group; SIGKILL it if it is still there after the grace."""
         with self._lock:
             run = self._runs.get(run_id)
-            if run is None or run.done or run.term_sent or run.pid is None:
+            if run is None or run.done or run.term_sent:
+                return
+            if not run.supervised and run.pid is None:
                 return
             run.term_sent = True
-            self._signal(run, signal.SIGTERM)
-            heapq.heappush(self._kills, (time.monotonic() + self._grace, next(self._seq), run_id))
-        self._poke()
+            sock = self._sock
+            if not run.supervised:
+                self._signal(run, signal.SIGTERM)
+                heapq.heappush(
+                    self._kills, (time.monotonic() + self._grace, next(self._seq), run_id)
+                )
+        if not run.supervised:
+            self._poke()
+        elif sock is not None:  # (no connection: the run is being resolved as LOST anyway)
+            self._send(sock, {"op": "kill", "id": run_id, "grace": self._grace})
 
     def _signal(self, run: _Run, sig: int) -> None:
-        """Signal the supervisor's group (the lock is held; an own child is not reaped yet)."""
+        """Signal a lock-polled run's group, only while its lock is held (the lock is ours)."""
         assert run.pid is not None
-        if run.proc is None and not _locked(run.base + _ST):
-            return  # an adopted supervisor that is gone: its pid may be someone else's now
+        if not _locked(run.base + _ST):
+            return  # gone: its pid may be someone else's now
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(run.pid, sig)
 
     def _due_kills(self) -> float | None:
-        """Send due SIGKILLs; seconds until the next one."""
+        """Send due SIGKILLs (lock-polled runs); seconds until the next one."""
         with self._lock:
             now = time.monotonic()
             while self._kills and self._kills[0][0] <= now:
@@ -664,69 +1034,174 @@ class ProcessRunner:
 
     # --- watching --------------------------------------------------------------------------
 
-    def _watch_child(self, run: _Run) -> None:
-        assert run.pid is not None
-        if self._epoll is None:
-            threading.Thread(target=self._wait_child, args=(run,), daemon=True).start()
-            return
-        try:
-            pidfd = os.pidfd_open(run.pid)  # our unreaped child: the pid cannot be reused
-        except OSError:  # out of descriptors: a waiter thread does the same job
-            threading.Thread(target=self._wait_child, args=(run,), daemon=True).start()
-            return
-        run.pidfd = pidfd
-        with self._lock:
-            self._by_fd[pidfd] = run
-        self._epoll.register(pidfd, select.EPOLLIN)
-
-    def _wait_child(self, run: _Run) -> None:
-        """Waiter thread of one own child (where there are no pidfds)."""
-        assert run.pid is not None
-        with contextlib.suppress(ChildProcessError):
-            os.waitid(os.P_PID, run.pid, os.WEXITED | os.WNOWAIT)
-        self._finish(run)
-
-    def _watch_adopted(self, run: _Run) -> None:
-        if self._epoll is not None and run.pid is not None:
-            try:
-                pidfd = os.pidfd_open(run.pid)
-            except ProcessLookupError:
-                pidfd = None
-            if pidfd is not None:
-                if _locked(run.base + _ST):  # still alive after pidfd_open: the pid was its
-                    run.pidfd = pidfd
-                    with self._lock:
-                        self._by_fd[pidfd] = run
-                    self._epoll.register(pidfd, select.EPOLLIN)
-                    return
-                os.close(pidfd)
-        with self._lock:
-            self._lock_polled[run.run_id] = run
-        self._poke()
-
     def _watch(self) -> None:
-        """The watcher thread: pidfd exits, lock-polled adopted runs, SIGKILL escalations."""
+        """The watcher thread: messages from the supervisor, lock-polled runs, SIGKILLs."""
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        current: socket.socket | None = None
+        buf = b""
         while True:
-            timeout = self._due_kills()
             with self._lock:
                 if self._closed:
                     return
-                if self._lock_polled:
-                    timeout = ADOPTED_POLL_S if timeout is None else min(timeout, ADOPTED_POLL_S)
-            if self._epoll is not None:
-                fds = [fd for fd, _ in self._epoll.poll(-1 if timeout is None else timeout)]
-            else:
-                fds = select.select([self._wake_r], [], [], timeout)[0]
-            for fd in fds:
+                sock = self._sock
+                polled = bool(self._lock_polled)
+            if sock is not current:
+                if current is not None:
+                    with contextlib.suppress(KeyError, ValueError):
+                        poller.unregister(current)
+                if sock is not None:
+                    poller.register(sock, select.POLLIN)
+                current, buf = sock, b""
+            timeout = self._due_kills()
+            if polled:
+                timeout = ADOPTED_POLL_S if timeout is None else min(timeout, ADOPTED_POLL_S)
+            events = poller.poll(None if timeout is None else max(0, int(timeout * 1000) + 1))
+            for fd, _mask in events:
                 if fd == self._wake_r:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 4096)
-                    continue
+                elif current is not None and fd == current.fileno():
+                    try:
+                        data = current.recv(1 << 18)
+                    except OSError:
+                        data = b""
+                    if data:
+                        try:
+                            buf = self._on_data(buf + data)
+                        except Exception:  # a garbled message: drop the connection
+                            buf = b""
+                            with contextlib.suppress(OSError):
+                                current.shutdown(socket.SHUT_RDWR)
+                    else:
+                        poller.unregister(current)
+                        self._supervisor_gone(current)
+                        current, buf = None, b""
+            if self._lock_polled:
+                self._check_lock_polled()
+            if self._doomed:
+                self._delete_forgotten()
+
+    def _on_data(self, buf: bytes) -> bytes:
+        *lines, rest = buf.split(b"\n")
+        for line in lines:
+            message = json.loads(line)
+            op = message.get("op")
+            if op == "exits":
+                self._supervised_exits(message["runs"])
+            elif op == "spawned":
+                self._spawned(message["runs"])
+            elif op == "error":  # it failed on one of our requests: start afresh
+                raise ValueError("the run supervisor failed on a request (see its log)")
+            else:
                 with self._lock:
-                    run = self._by_fd.pop(fd, None)
-                if run is not None:
-                    self._finish(run)
-            self._check_lock_polled()
+                    if op == "watching":
+                        for run_id, pid, fallback in message["runs"]:
+                            if pid is not None:
+                                self._register(run_id, pid, bool(fallback))
+                    req = message.get("req")
+                    if req in self._replies:
+                        self._replies[req] = message
+                        self._cond.notify_all()
+        return rest
+
+    def _spawned(self, results: Iterable[list[Any]]) -> None:
+        """The supervisor's answer to a batch: pids, spawn failures, runs claimed before."""
+        now = self._clock()
+        failed: list[RunExit] = []
+        for result in results:
+            run_id, outcome = result[0], result[1]
+            if outcome == "ok":
+                with self._lock:
+                    self._register(run_id, result[2], bool(result[3]))
+                self._settle(run_id, result[2], bool(result[3]))
+                continue
+            with self._lock:
+                self._runs.pop(run_id, None)
+            if outcome == "failed":
+                with self._lock:
+                    self._exited.add(run_id)
+                failed.append(self._spawn_failed(run_id, result[2], now))
+                self._settle(run_id, None, False)
+            else:  # claimed before and not a live job of the supervisor's: the files say
+                live, state = self._examine(run_id, False, now)
+                if live:
+                    run = self._watch_lock(run_id)
+                    state = _State(pid=run.pid, fallback=run.fallback)
+                self._settle(run_id, state.pid, state.fallback)
+        self._queue(failed)
+
+    def _settle(self, run_id: str, pid: int | None, fallback: bool) -> None:
+        with self._lock:
+            started = self._pending.pop(run_id, None)
+        if started is not None:
+            started.settle(pid, fallback)
+
+    def _watch_lock(self, run_id: str) -> _Run:
+        """Watch a run whose `.st` someone other than the live supervisor holds."""
+        state = self._wait_for_pid(self._base(run_id))
+        run = _Run(run_id, self._base(run_id), state.pid, state.fallback, supervised=False)
+        with self._lock:
+            self._runs[run_id] = run
+            self._lock_polled[run_id] = run
+        self._poke()
+        return run
+
+    def _register(self, run_id: str, pid: int, fallback: bool) -> None:
+        """A run the supervisor has (the lock is held)."""
+        run = self._runs.get(run_id)
+        if run is None:
+            self._runs[run_id] = _Run(run_id, self._base(run_id), pid, fallback, supervised=True)
+        else:
+            run.pid, run.fallback = pid, fallback
+
+    def _supervised_exits(self, results: Iterable[list[Any]]) -> None:
+        now = self._clock()
+        exits: list[RunExit] = []
+        for run_id, code, escalated, err_size in results:
+            with self._lock:
+                run = self._runs.pop(run_id, None)
+                if run is None:
+                    continue
+                run.done = True
+                self._exited.add(run_id)  # with the pop: a repeated StartRun sees it done
+            exit = _code_exit(run_id, code, now)
+            if escalated:
+                exit = attrs.evolve(exit, error=self._escalated())
+            if err_size != 0:
+                tail, dropped = read_tail(run.base + _ERR, self._tail_bytes)
+                exit = attrs.evolve(exit, stderr_tail=tail, stderr_dropped=dropped)
+            exits.append(exit)
+        self._queue(exits)
+
+    def _supervisor_gone(self, sock: socket.socket) -> None:
+        """The connection ended: the supervisor died (or hung up). Resolve its runs from
+        their files once the kernel has released their locks."""
+        with self._lock:
+            if self._sock is sock:
+                self._sock = None
+                self.supervisor_pid = None
+            self._cond.notify_all()
+            runs = [r for r in self._runs.values() if r.supervised and not r.done]
+        with self._send_lock:
+            sock.close()
+        deadline = time.monotonic() + DEATH_GRACE_S
+        pending = runs
+        while pending:
+            still = [r for r in pending if _locked(r.base + _ST)]
+            if not still or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+            pending = still
+        for run in runs:
+            if run.pid is None:  # not answered
+                self._finish_unanswered(run.run_id)
+            elif _locked(run.base + _ST):  # still held (alive, not answering): watch the lock
+                run.supervised = False
+                with self._lock:
+                    self._lock_polled[run.run_id] = run
+            else:
+                self._finish_from_file(run)
 
     def _check_lock_polled(self) -> None:
         with self._lock:
@@ -735,31 +1210,39 @@ class ProcessRunner:
             if not _locked(run.base + _ST):
                 with self._lock:
                     self._lock_polled.pop(run.run_id, None)
-                self._finish(run)
+                self._finish_from_file(run)
 
-    def _finish(self, run: _Run) -> None:
-        """Turn a supervisor's end into the run's exit, queued for `poll` (never raises: an
-        exit that cannot be read is reported as LOST, so no run stays active forever)."""
-        if run.pidfd is not None:
-            assert self._epoll is not None
-            with contextlib.suppress(OSError):
-                self._epoll.unregister(run.pidfd)
-            os.close(run.pidfd)
-            run.pidfd = None
+    def _finish_from_file(self, run: _Run) -> None:
+        """A run whose lock was released: its exit from the file (never raises: an exit that
+        cannot be read is LOST, so no run stays active forever)."""
         now = self._clock()
         try:
-            with self._lock:  # reap under the lock: no signal can reach a reused pid
+            with self._lock:
                 run.done = True
-                exit = self._dead_exit(run.run_id, run.base, now, run)
-            exit = self._with_tail(exit, run.base)
-        except Exception as exc:  # the watcher thread must survive whatever it reads
+            read = _read_state(run.base + _ST)
+            state, mtime = read if read is not None else (_State(), now)
+            exit = self._with_tail(self._dead_exit(run.run_id, now, run, state, mtime), run.base)
+        except Exception as exc:
+            state = _State()  # the watcher thread must survive whatever it reads
             error = f"its exit could not be read: {exc!r}"
             exit = RunExit(run_id=run.run_id, kind=ExitKind.LOST, finished_at=now, error=error)
         with self._lock:
-            if self._closed:
-                return
             self._runs.pop(run.run_id, None)
-        self._queue(exit)
+            self._exited.add(run.run_id)
+        self._queue([exit])
+        self._settle(run.run_id, run.pid if run.pid is not None else state.pid, run.fallback)
+
+    def _finish_unanswered(self, run_id: str) -> None:
+        """A run handed to a supervisor we lost before it answered: it may be spawned yet
+        (a slow supervisor), or never. Its files decide, and a tombstone where there are none
+        keeps a late request from spawning it."""
+        with self._lock:
+            self._runs.pop(run_id, None)
+        live, state = self._examine(run_id, False, self._clock())
+        if live:
+            run = self._watch_lock(run_id)
+            state = _State(pid=run.pid, fallback=run.fallback)
+        self._settle(run_id, state.pid, state.fallback)
 
     def _with_tail(self, exit: RunExit, base: str) -> RunExit:
         """The exit with the tail of the run's stderr, for runs that ran."""
@@ -768,14 +1251,54 @@ class ProcessRunner:
         tail, dropped = read_tail(base + _ERR, self._tail_bytes)
         return attrs.evolve(exit, stderr_tail=tail, stderr_dropped=dropped)
 
-    def _queue(self, exit: RunExit) -> None:
+    def _queue(self, exits: Sequence[RunExit]) -> None:
+        if not exits:
+            return
         with self._lock:
-            self._exited.add(exit.run_id)
-            self._ready.append(exit)
+            if self._closed:
+                return
+            for exit in exits:
+                self._exited.add(exit.run_id)
+            self._ready.extend(exits)
         if self._wake is not None:
             self._wake()
 
     def _poke(self) -> None:
-        """Wake the watcher thread (a new deadline, a new lock-polled run, or close)."""
+        """Wake the watcher thread (a new connection, deadline or lock-polled run, or close)."""
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"x")
+
+
+def _not_in_path(program: str, path: str) -> str:
+    """Why `program` was not found in `path`: not there, or there but not executable."""
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory or ".", program)
+        if os.path.isfile(candidate):
+            return f"{program}: {os.strerror(errno.EACCES)} ({candidate} is not executable)"
+    return f"{program}: {os.strerror(errno.ENOENT)} (not found in PATH)"
+
+
+def _line(message: Json) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def _environ_data() -> dict[bytes, bytes] | dict[str, str]:
+    """A cheap copy of the environment to compare (os.environ's own bytes mapping)."""
+    data = getattr(os.environ, "_data", None)
+    return dict(data) if isinstance(data, dict) else dict(os.environ)
+
+
+def _tombstone_error(base: str, error: str) -> bool:
+    """Record a spawn failure where the supervisor would have ("!error"), so a restarted
+    runner reports it too; False if the run was claimed already."""
+    try:
+        fd = os.open(base + _ST, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    try:
+        os.write(fd, b"!" + error.replace("\n", " ").encode() + b"\n")
+    finally:
+        os.close(fd)
+    return True

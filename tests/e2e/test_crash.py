@@ -18,6 +18,7 @@ import pytest
 from cronledger.adapters.clock import SystemClock
 from cronledger.adapters.engine import Engine
 from cronledger.adapters.ledger import open_ledger
+from cronledger.adapters.process_runner import run_file_name
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
 from cronledger.domain.triggers import Every
@@ -146,3 +147,86 @@ def test_sigterm_drains_and_a_second_daemon_finds_nothing_to_repair(tmp_path: Pa
     assert len(project(events).runs) == 0, "the drain waited for the active runs"
     _finish(url, tmp_path)
     _check(url, tmp_path)
+
+
+# --- the run supervisor --------------------------------------------------------------------
+
+
+def _runs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "ledger.db.runs" / "runs"  # the daemon's default state_dir
+
+
+def _supervisor_pid(tmp_path: Path) -> int:
+    return int((_runs_dir(tmp_path) / ".supervisor.lock").read_text())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_a_daemon_killed_while_jobs_run_leaves_them_to_the_supervisor_and_adopts_them(
+    tmp_path: Path,
+) -> None:
+    url = _setup(tmp_path)
+    daemon = _daemon(url, tmp_path, 30)
+    _wait_for(url, ev.RunStarted, 4, timeout=15)
+    supervisor = _supervisor_pid(tmp_path)
+    started = {e.run_id for e in _events(url) if isinstance(e, ev.RunStarted)}
+    daemon.send_signal(signal.SIGKILL)
+    assert daemon.wait(10) == -signal.SIGKILL
+    assert _alive(supervisor), "the supervisor outlives the daemon while it has jobs"
+    time.sleep(2)  # the running jobs (at most 1.5 s) end while no daemon listens
+    recorded = {e.run_id for e in _events(url) if isinstance(e, ev.RunSucceeded | ev.RunFailed)}
+    unrecorded = started - recorded
+    assert unrecorded, "some jobs ended while the daemon was dead"
+    files = [_runs_dir(tmp_path) / f"{run_file_name(run_id)}.st" for run_id in unrecorded]
+    statuses = [f.read_text().splitlines() for f in files if f.exists()]
+    assert statuses and all(lines[-1] == "exit 0" for lines in statuses), statuses
+
+    restarted = _daemon(url, tmp_path, 3)
+    assert restarted.wait(30) == 0
+    _finish(url, tmp_path)
+    _check(url, tmp_path)
+    events = _events(url)
+    assert not any(isinstance(e, ev.RunLost) for e in events), "nothing was lost"
+    succeeded = {e.run_id for e in events if isinstance(e, ev.RunSucceeded)}
+    assert unrecorded <= succeeded, "their exits were adopted from the files"
+
+
+def test_a_supervisor_killed_under_a_live_daemon_loses_its_runs_once_and_stops_them(
+    tmp_path: Path,
+) -> None:
+    url = _setup(tmp_path)
+    daemon = _daemon(url, tmp_path, 12)
+    _wait_for(url, ev.RunStarted, 4, timeout=15)
+    supervisor = _supervisor_pid(tmp_path)
+    os.kill(supervisor, signal.SIGKILL)
+    _wait_for(url, ev.RunLost, 1, timeout=15)
+    after_kill = sum(isinstance(e, ev.RunSucceeded) for e in _events(url))
+    _wait_for(url, ev.RunSucceeded, after_kill + 2, timeout=15)  # a new supervisor took over
+    assert _supervisor_pid(tmp_path) != supervisor
+    assert daemon.wait(30) == 0
+    _finish(url, tmp_path)
+
+    events = _events(url)
+    assigned = [e.run_id for e in events if isinstance(e, ev.RunAssigned)]
+    assert len(assigned) == len(set(assigned))
+    outcomes = [
+        e.run_id for e in events if isinstance(e, ev.RunSucceeded | ev.RunFailed | ev.RunLost)
+    ]
+    assert sorted(outcomes) == sorted(assigned), "every run's outcome is recorded exactly once"
+    executed = (tmp_path / "marker").read_text().split()
+    assert len(executed) == len(set(executed)), "a run executed twice"
+    lost = [e for e in events if isinstance(e, ev.RunLost)]
+    assert all("supervisor ended" in e.detail for e in lost), [e.detail for e in lost]
+    pids = {e.run_id: e.pid for e in events if isinstance(e, ev.RunStarted)}
+    for e in lost:
+        pid = pids.get(e.run_id)
+        assert pid is None or not _alive(pid), f"the lost run {e.run_id} was stopped"
+    state = project(events)
+    assert len(state.runs) == 0 and not state.entries, "nothing is stuck"
+    assert verify(enumerate(events, 1)).ok

@@ -6,13 +6,16 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cronledger.adapters.daemon import build_engine
 from cronledger.adapters.engine import Engine
+from cronledger.adapters.runner import Runners
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
+from cronledger.domain.commands import StartRun
 from cronledger.domain.triggers import At, Every
 from cronledger.domain.values import Call, Command, ConcurrencyPolicy, Retry, ScheduleSpec
 
@@ -146,3 +149,44 @@ def test_submitted_calls_and_commands_run_and_subscribers_see_them(engine: Engin
     assert (failed.exit_code, failed.reason) == (4, "exit")
     assert "to-stderr" in failed.stderr_tail
     assert seen.count("RunStarted") == 2 and "RunFailed" in seen
+
+
+def test_two_engines_on_one_ledger_and_state_dir_run_each_task_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    marker = tmp_path / "marker"
+    engines = [build_engine(url, tmp_path / "runs") for _ in range(2)]
+    job = ("sh", "-c", f'echo "$0" >> {marker}; sleep 0.05', "{run_id}")
+    for _ in range(30):
+        engines[0].submit(Command(job))
+    issued: list[str] = []
+    for engine in engines:
+        assert isinstance(engine.runner, Runners) and engine.runner.processes is not None
+        runner = engine.runner.processes
+        carry_out = runner.carry_out
+
+        def counting(commands: Any, now: int, carry_out: Any = carry_out) -> Any:
+            issued.extend(c.run_id for c in commands if isinstance(c, StartRun))
+            return carry_out(commands, now)
+
+        runner.carry_out = counting  # type: ignore[method-assign]
+    loops = [threading.Thread(target=e.run, daemon=True) for e in engines]
+    for loop in loops:
+        loop.start()
+    try:
+        _wait(engines[0], ev.RunSucceeded, 30, timeout=30)
+    finally:
+        for engine in engines:
+            engine.stop()
+        for loop in loops:
+            loop.join(10)
+    events = [e for _, e in engines[0].ledger.read()]
+    for engine in engines:
+        engine.close()
+    assigned = [e.run_id for e in events if isinstance(e, ev.RunAssigned)]
+    started = [e.run_id for e in events if isinstance(e, ev.RunStarted)]
+    succeeded = [e.run_id for e in events if isinstance(e, ev.RunSucceeded)]
+    executed = marker.read_text().split()
+    assert len(assigned) == len(set(assigned)) == 30
+    assert sorted(started) == sorted(succeeded) == sorted(executed) == sorted(assigned)
+    assert sorted(issued) == sorted(assigned), "each run was handed to one engine's runner once"
+    assert not any(isinstance(e, ev.RunLost | ev.RunFailed) for e in events)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -37,6 +39,19 @@ MakeHarness = Callable[..., Harness]
 
 def sh(script: str) -> list[str]:
     return ["sh", "-c", script]
+
+
+def family_script(pid_file: Path) -> str:
+    """A job that forks a child and writes "<its pid> <child pid>" to `pid_file`."""
+    tmp = f"{pid_file}.tmp"
+    return f"sleep 300 & echo $$ $! > '{tmp}'; mv '{tmp}' '{pid_file}'; wait"
+
+
+def kill_supervisor(harness: Harness) -> None:
+    """kill -9 the state_dir's supervisor (its pid is in its lock file) and wait for it."""
+    pid = int((harness.state_dir / "runs" / ".supervisor.lock").read_text())
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not process_alive(pid), "the supervisor to die")
 
 
 def ready_file(tmp_path: Path, name: str = "ready") -> Path:
@@ -454,14 +469,13 @@ def test_adopt_reports_lost_when_the_supervisor_was_killed_and_stops_the_orphane
     make_harness: MakeHarness, tmp_path: Path
 ) -> None:
     job_pid = tmp_path / "job"
-    script = f"echo $$ > '{job_pid}.tmp'; mv '{job_pid}.tmp' '{job_pid}'; sleep 30"
     a = make_harness()
-    (started,) = a.start(start_run("orphan#1", sh(script)))
+    (started,) = a.start(start_run("orphan#1", sh(family_script(job_pid))))
     wait_for(job_pid.exists, "the job to start")
-    a.close()
-    assert started.pid is not None
-    os.kill(started.pid, signal.SIGKILL)  # the supervisor only; the job itself runs on
-    os.waitpid(started.pid, 0)  # as init would, once the daemon that spawned it is gone
+    job, grandchild = (int(p) for p in job_pid.read_text().split())
+    a.close()  # the daemon is gone; the supervisor keeps the job
+    kill_supervisor(a)  # ... until it is killed too: nobody will record the job's status
+    assert process_alive(job) and process_alive(grandchild)
 
     b = make_harness()
     b.adopt([active_run("orphan#1", started)])
@@ -469,24 +483,35 @@ def test_adopt_reports_lost_when_the_supervisor_was_killed_and_stops_the_orphane
 
     assert exit.kind is ExitKind.LOST
     assert f"pid {started.pid}" in exit.error and "SIGKILL" in exit.error
-    wait_for(lambda: not process_alive(int(job_pid.read_text())), "the orphaned job to die")
+    wait_for(lambda: not process_alive(job), "the orphaned job to die")
+    wait_for(lambda: not process_alive(grandchild), "the orphaned job's child to die")
 
 
-def test_a_supervisor_killed_under_a_live_runner_is_signaled_and_its_job_is_stopped(
+def test_a_supervisor_killed_under_a_live_runner_loses_its_runs_and_stops_their_groups(
     harness: Harness, tmp_path: Path
 ) -> None:
-    job_pid = tmp_path / "job"
-    script = f"echo $$ > '{job_pid}.tmp'; mv '{job_pid}.tmp' '{job_pid}'; sleep 30"
-    (started,) = harness.start(start_run("headless#1", sh(script)))
-    wait_for(job_pid.exists, "the job to start")
-    assert started.pid is not None
+    pid_files = [tmp_path / "one", tmp_path / "two"]
+    started = harness.start(
+        *(start_run(f"headless-{i}#1", sh(family_script(f))) for i, f in enumerate(pid_files))
+    )
+    assert len(started) == 2
+    for f in pid_files:
+        wait_for(f.exists, "the jobs to start")
+    processes = [int(p) for f in pid_files for p in f.read_text().split()]
+    first_supervisor = harness.runner.supervisor_pid
 
-    os.kill(started.pid, signal.SIGKILL)
-    exit = harness.exit()
+    kill_supervisor(harness)
+    exits = harness.exits(2)
 
-    assert (exit.kind, exit.signal) == (ExitKind.SIGNALED, signal.SIGKILL)
-    assert "supervisor was killed" in exit.error
-    wait_for(lambda: not process_alive(int(job_pid.read_text())), "the orphaned job to die")
+    assert {e.run_id for e in exits} == {"headless-0#1", "headless-1#1"}
+    for exit in exits:
+        assert exit.kind is ExitKind.LOST
+        assert "supervisor ended" in exit.error and "SIGKILL" in exit.error
+    wait_for(lambda: not any(map(process_alive, processes)), "the orphaned processes to die")
+    (again,) = harness.start(start_run("after#1", ["true"]))  # a new supervisor takes over
+    assert harness.exit().exit_code == 0
+    assert harness.runner.supervisor_pid not in (None, first_supervisor)
+    assert again.pid
 
 
 def test_a_spawn_failure_is_reported_again_after_a_restart(make_harness: MakeHarness) -> None:
@@ -556,7 +581,7 @@ def test_forget_deletes_a_finished_runs_files_but_never_a_running_ones(
     harness.runner.forget("done#1")
     harness.runner.forget("busy#1")
 
-    assert files_of(harness.state_dir, "done#1") == []
+    wait_for(lambda: files_of(harness.state_dir, "done#1") == [], "the files to be deleted")
     assert len(files_of(harness.state_dir, "busy#1")) == 3
     release.touch()
     harness.exit()
@@ -598,33 +623,186 @@ def test_run_files_are_private_to_the_daemon_user(harness: Harness) -> None:
     assert stat.S_IMODE((runs / (run_file_name("private#1") + ".st")).stat().st_mode) == 0o600
 
 
-# --- the portable watcher ------------------------------------------------------------------
+# --- the supervisor ------------------------------------------------------------------------
+
+LEGACY_SUPERVISOR = r"""
+import fcntl, os, sys, time
+state, release, status = sys.argv[1:]
+fd = os.open(state, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, f"{os.getpid()} 0\n".encode())
+while not os.path.exists(release):
+    time.sleep(0.02)
+os.write(fd, (status + "\n").encode())
+"""
 
 
-def test_without_pidfds_exits_cancels_and_adoption_still_work(
-    make_harness: MakeHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(process_runner, "PIDFD_WATCH", False)
-    ready = ready_file(tmp_path)
-    release = tmp_path / "release"
-    a = make_harness(kill_grace_s=0.3)
-    a.start(start_run("p-ok#1", sh("echo e >&2; exit 2")))
-    (survivor,) = a.start(
-        start_run("p-survivor#1", sh(f"while [ ! -e '{release}' ]; do sleep 0.02; done; exit 5"))
+def legacy_run(state_dir: Path, run_id: str, release: Path, status: str) -> subprocess.Popen[bytes]:
+    """A run as an older version left it: a per-run `sh` supervisor holding the `.st` lock
+    and writing a shell status (128+N for signal N) when its command ends."""
+    state = state_dir / "runs" / (run_file_name(run_id) + ".st")
+    state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LEGACY_SUPERVISOR, str(state), str(release), status],
+        start_new_session=True,
     )
-    a.start(start_run("p-cancel#1", sh(f"trap '' TERM; touch '{ready}'; sleep 30")))
-    wait_for(ready.exists, "the job to start")
-    a.cancel("p-cancel#1")
+    wait_for(lambda: state.exists() and state.read_text().endswith("0\n"), "the pid line")
+    return proc
 
-    exits = {e.run_id: e for e in a.exits(2)}
-    assert (exits["p-ok#1"].exit_code, exits["p-ok#1"].stderr_tail) == (2, "e\n")
-    assert exits["p-cancel#1"].signal == signal.SIGKILL
+
+def test_each_job_is_exec_d_directly_as_a_child_of_the_supervisor_leading_its_group(
+    harness: Harness,
+) -> None:
+    script = "echo $$ $PPID $(cut -d' ' -f5 /proc/$$/stat)"  # pid, parent, process group
+    (started,) = harness.start(start_run("parent#1", sh(script)))
+
+    assert harness.exit().exit_code == 0
+    output = harness.runner.output("parent#1")
+    assert output is not None
+    pid, ppid, pgid = (int(x) for x in output.stdout.split())
+    assert pid == started.pid == pgid  # no wrapper: the job is the spawned process
+    assert ppid == harness.runner.supervisor_pid
+
+
+def test_a_run_held_by_an_older_per_run_supervisor_is_watched_by_its_lock(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    h = make_harness()
+    proc = legacy_run(h.state_dir, "legacy#1", release, "137")
+
+    (started,) = h.adopt([active_run("legacy#1")])  # the ledger has no RunStarted yet
+    assert started.pid == proc.pid
+    release.touch()
+    exit = h.exit()
+    proc.wait()
+
+    assert (exit.kind, exit.signal) == (ExitKind.SIGNALED, signal.SIGKILL)  # 128 + 9
+
+
+def test_a_run_held_by_an_older_per_run_supervisor_is_cancelled_through_its_group(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    h = make_harness(kill_grace_s=0.3)
+    proc = legacy_run(h.state_dir, "legacy-cancel#1", tmp_path / "never", "0")
+    h.adopt([active_run("legacy-cancel#1", Started("legacy-cancel#1", proc.pid))])
+
+    h.cancel("legacy-cancel#1")
+    exit = h.exit()
+
+    assert proc.wait(5) == -signal.SIGTERM
+    assert (exit.kind, exit.signal) == (ExitKind.SIGNALED, signal.SIGTERM)
+
+
+def test_an_idle_supervisor_exits_and_the_next_spawn_starts_another(
+    make_harness: MakeHarness,
+) -> None:
+    a = make_harness()
+    a.start(start_run("first#1", ["true"]))
+    a.exit()
+    first = a.runner.supervisor_pid
+    assert first is not None
     a.close()
+    wait_for(lambda: not process_alive(first), "the idle supervisor to exit", timeout=10)
+    assert not (a.state_dir / "runs" / ".supervisor.sock").exists()
 
     b = make_harness()
-    b.adopt([active_run("p-survivor#1", survivor)])
+    b.start(start_run("second#1", ["true"]))
+
+    assert b.exit().exit_code == 0
+    assert b.runner.supervisor_pid not in (None, first)
+
+
+def test_two_runners_asked_for_the_same_run_at_once_spawn_it_once(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    count, release = tmp_path / "count", tmp_path / "release"
+    script = f"echo x >> '{count}'; while [ ! -e '{release}' ]; do sleep 0.02; done"
+    runners = [make_harness(), make_harness()]
+    command = start_run("contended#1", sh(script))
+    barrier = threading.Barrier(2)
+    results: list[list[Started]] = [[], []]
+
+    def start(i: int) -> None:
+        barrier.wait()
+        results[i] = runners[i].start(command)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wait_for(count.exists, "the job to start")
     release.touch()
-    assert b.exit().exit_code == 5
+    exits = [h.exit() for h in runners]  # both hear of its exit (one spawned, one adopted)
+
+    assert [len(r) for r in results] == [1, 1] and results[0][0].pid == results[1][0].pid
+    assert [e.exit_code for e in exits] == [0, 0]
+    assert count.read_text() == "x\n"
+
+
+def test_a_program_that_passes_the_checks_but_cannot_be_executed_fails_after_started(
+    harness: Harness, tmp_path: Path
+) -> None:
+    script = tmp_path / "no-shebang"
+    script.write_text("echo hi\n")
+    script.chmod(0o755)
+
+    (started,) = harness.start(start_run("noexec-format#1", [str(script)]))
+    exit = harness.exit()
+
+    assert started.pid is None  # handed over, then refused by exec: no process
+    assert exit.kind is ExitKind.SPAWN_FAILED and "Exec format error" in exit.error
+
+
+def test_a_changed_daemon_environment_reaches_the_next_jobs(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.start(start_run("env-before#1", sh('echo "${LATE:-unset}"')))
+    harness.exit()
+    monkeypatch.setenv("LATE", "set later")
+
+    harness.start(start_run("env-after#1", sh('echo "${LATE:-unset}"')))
+    harness.exit()
+
+    before, after = harness.runner.output("env-before#1"), harness.runner.output("env-after#1")
+    assert before is not None and after is not None
+    assert (before.stdout, after.stdout) == ("unset\n", "set later\n")
+
+
+def test_a_run_handed_to_a_supervisor_that_stops_answering_is_lost_and_never_spawned_late(
+    make_harness: MakeHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(process_runner, "REPLY_TIMEOUT_S", 0.5)
+    ran = tmp_path / "ran"
+    h = make_harness()
+    h.start(start_run("warm#1", ["true"]))
+    h.exit()
+    supervisor = int((h.state_dir / "runs" / ".supervisor.lock").read_text())
+    os.kill(supervisor, signal.SIGSTOP)  # alive, holding its lock, answering nothing
+    try:
+        (started,) = h.start(start_run("late#1", ["touch", str(ran)]))
+        exit = h.exit()
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+
+    assert started.pid is None
+    assert (exit.kind, exit.error) == (ExitKind.LOST, NEVER_STARTED)
+    h.start(start_run("after#1", ["true"]))  # it reads our request now, and refuses it
+    assert h.exit().exit_code == 0
+    assert not ran.exists(), "the run given up as lost was not spawned later"
+
+
+def test_a_state_dir_too_long_for_a_socket_address_still_works(
+    spawned_groups: set[int], tmp_path: Path
+) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    h = Harness(deep, spawned_groups)
+    try:
+        h.start(start_run("deep#1", ["true"]))
+        assert h.exit().exit_code == 0
+    finally:
+        h.close()
 
 
 def test_the_runner_starts_with_a_fresh_state_dir(tmp_path: Path) -> None:

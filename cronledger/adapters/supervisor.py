@@ -1,0 +1,523 @@
+"""The run supervisor: one long-lived process per state_dir that spawns, watches and reaps jobs.
+
+`python -m cronledger.adapters.supervisor RUNS_DIR` (the process runner starts it; see
+`process_runner.py` for the whole design). Standard library only: the runner starts it as a
+script with `python -I -S`, so it never imports the package.
+
+- Proof of life: it holds an flock on `RUNS_DIR/.supervisor.lock` (which holds its pid) for
+  its whole life; a second supervisor on the same directory waits a moment for the lock (an
+  old one may be exiting), then gives up ("busy").
+- It listens on the unix socket `RUNS_DIR/.supervisor.sock` (`runs/` is mode 0700, and peers
+  of another uid are refused). Messages are JSON lines: see `Supervisor._handle`.
+- Each job is claimed, spawned and reaped here: the `.st` file is created with O_EXCL (so a run
+  id is never spawned twice) and flocked for as long as the job runs; the job is
+  `os.posix_spawn`ed directly (argv, no shell) in its own process group with stdin /dev/null
+  and stdout/stderr in the run's files; its pid and then its exact exit status are appended to
+  the `.st` file before the lock is released and the connected runners are told.
+- The runner has already chosen the program (checked it exists and is executable, or picked
+  the fallback): a spawn here fails only for what exec itself refuses. Spawns are done one
+  after the other on the main thread: `os.posix_spawn` holds the GIL until the child has
+  exec'd, and on a loaded machine spawns are bound by CPU, not by waiting (measured: threads
+  or a GIL-free posix_spawn did not make a batch faster, `fork` cost three times the CPU).
+- Cancel: SIGTERM to the job's process group, SIGKILL after the grace the runner gives. The
+  job is our unreaped child until we have written its status, so its pid cannot be reused
+  under us.
+- Exits when it has no live job and no runner connected for IDLE_EXIT_S. If it is killed,
+  its jobs' `.st` files are left with a pid and no status, and their locks are released: the
+  runners report them LOST and stop what is left of them (see `process_runner.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import heapq
+import itertools
+import json
+import os
+import resource
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+PROTOCOL = 1
+LOCK_NAME = ".supervisor.lock"
+SOCKET_NAME = ".supervisor.sock"
+LOG_NAME = ".supervisor.log"
+IDLE_EXIT_S = 2.0  # no job and no runner for this long: exit
+LOCK_WAIT_S = 3.0  # how long a new supervisor waits for an exiting one to let go of the lock
+MAX_BUFFERED_OUT = 64 << 20  # a runner that stops reading is dropped past this
+_SOCKET_PATH_MAX = 100  # sun_path holds 104..108 bytes depending on the system
+# Dispositions Python changes that a job must not inherit (handled ones are reset by exec):
+# what subprocess's restore_signals resets.
+_RESET_FOR_JOBS = frozenset(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ", "SIGXFZ") if hasattr(signal, name)
+)
+
+Json = dict[str, Any]
+
+
+def socket_path(runs_dir: str, dir_fd: int | None = None) -> str:
+    """The address of the supervisor's socket: its path, or, when that is too long for a unix
+    socket address, the same file through `/proc/self/fd/<dir_fd>` (Linux)."""
+    path = os.path.join(runs_dir, SOCKET_NAME)
+    if len(os.fsencode(path)) <= _SOCKET_PATH_MAX:
+        return path
+    if dir_fd is not None and os.path.isdir(f"/proc/self/fd/{dir_fd}"):
+        return f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}"
+    raise OSError(
+        errno.ENAMETOOLONG,
+        f"the run supervisor's socket path {path!r} is too long: use a shorter state_dir",
+    )
+
+
+def format_status(code: int, escalated: bool) -> str:
+    """The `.st` status line: "exit N" or "signal N" (+ " escalated" after our SIGKILL)."""
+    text = f"exit {code}" if code >= 0 else f"signal {-code}"
+    return text + " escalated" if escalated else text
+
+
+def _log(text: str) -> None:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    with contextlib.suppress(OSError, ValueError):
+        print(f"{stamp} supervisor[{os.getpid()}] {text}", file=sys.stderr, flush=True)
+
+
+class _Job:
+    """A live job: our child until its status is written."""
+
+    __slots__ = ("escalated", "fallback", "fd", "pid", "run_id", "stem", "term", "watchers")
+
+    def __init__(self, run_id: str, stem: str, pid: int, fd: int, fallback: bool) -> None:
+        self.run_id = run_id
+        self.stem = stem
+        self.pid = pid
+        self.fd = fd  # the `.st` file, flocked
+        self.fallback = fallback
+        self.watchers: set[_Conn] = set()
+        self.term = False
+        self.escalated = False
+
+
+class _Conn:
+    """A connected runner."""
+
+    __slots__ = ("buf", "closed", "cwd", "env", "exits", "out", "sock", "writing")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.out = bytearray()
+        self.writing = False
+        self.closed = False
+        self.env: dict[str, str] = {}
+        self.cwd = "/"
+        self.exits: list[list[Any]] = []
+
+
+class Supervisor:
+    """The server loop; `serve()` returns when idle (see the module docstring)."""
+
+    def __init__(self, runs_dir: str, listener: socket.socket) -> None:
+        self.dir = runs_dir
+        self.listener = listener
+        self.sel = selectors.DefaultSelector()
+        self.jobs: dict[int, _Job] = {}  # by pid
+        self.by_id: dict[str, _Job] = {}
+        self.conns: set[_Conn] = set()
+        self.kills: list[tuple[float, int, str]] = []  # (monotonic deadline, seq, run id)
+        self.seq = itertools.count()
+        self.cwd = os.getcwd()
+        self.uid = os.getuid()
+        self.idle_since: float | None = time.monotonic()
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, _on_signal)
+        listener.setblocking(False)
+        self.sel.register(listener, selectors.EVENT_READ, self._accept)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, self._drain_wake)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        while True:
+            now = time.monotonic()
+            timeout: float | None = None
+            if self.kills:
+                timeout = max(0.0, self.kills[0][0] - now)
+            if not self.jobs and not self.conns:
+                if self.idle_since is None:
+                    self.idle_since = now
+                left = self.idle_since + IDLE_EXIT_S - now
+                if left <= 0:
+                    return
+                timeout = left if timeout is None else min(timeout, left)
+            else:
+                self.idle_since = None
+            for key, mask in self.sel.select(timeout):
+                callback: Callable[[int], None] = key.data
+                callback(mask)
+            self._reap()
+            if self.kills:
+                self._due_kills()
+            self._flush_exits()
+
+    def _drain_wake(self, _mask: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.wake_r, 4096):
+                pass
+
+    def _accept(self, _mask: int) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors, ...: the runner will retry
+                _log(f"accept: {exc}")
+                return
+            if not self._same_user(sock):
+                sock.close()
+                continue
+            sock.setblocking(False)
+            conn = _Conn(sock)
+            self.conns.add(conn)
+            self.sel.register(sock, selectors.EVENT_READ, lambda mask, c=conn: self._io(c, mask))
+
+    def _same_user(self, sock: socket.socket) -> bool:
+        peercred = getattr(socket, "SO_PEERCRED", None)
+        if peercred is None:
+            return True  # the directory's mode 0700 is the guard
+        try:
+            _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, peercred, 12))
+        except OSError:
+            return False
+        return bool(uid == self.uid)
+
+    def _io(self, conn: _Conn, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._send_out(conn)
+        if not mask & selectors.EVENT_READ or conn.closed:
+            return
+        try:
+            data = conn.sock.recv(1 << 18)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(conn)
+            return
+        buf = conn.buf + data
+        *lines, conn.buf = buf.split(b"\n")
+        for line in lines:
+            if conn.closed:
+                return
+            try:
+                message = json.loads(line)
+            except ValueError:
+                _log(f"dropping a runner that sent a malformed message: {line[:200]!r}")
+                self._close(conn)
+                return
+            try:
+                self._handle(conn, message)
+            except Exception:  # keep serving the other runs
+                _log(f"failed on {line[:200]!r}:\n{traceback.format_exc()}")
+                # The runner cannot tell what happened: it gives up this connection and
+                # reads the state of its runs from their files.
+                self._reply(conn, {"op": "error"})
+
+    def _close(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self.conns.discard(conn)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(conn.sock)
+        conn.sock.close()
+        for job in self.jobs.values():
+            job.watchers.discard(conn)
+
+    def _reply(self, conn: _Conn, message: Json) -> None:
+        if conn.closed:
+            return
+        conn.out += json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        self._send_out(conn)
+
+    def _send_out(self, conn: _Conn) -> None:
+        try:
+            sent = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close(conn)
+            return
+        del conn.out[:sent]
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
+        if bool(conn.out) != conn.writing:
+            conn.writing = bool(conn.out)
+            self.sel.modify(conn.sock, want, self.sel.get_key(conn.sock).data)
+        if len(conn.out) > MAX_BUFFERED_OUT:
+            _log("dropping a runner that does not read its messages")
+            self._close(conn)
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def _handle(self, conn: _Conn, message: Json) -> None:
+        """`hello` {env, cwd} -> {pid, v}. `spawn` {runs, [env], [cwd]} -> `spawned` {runs}:
+        each run [run_id, stem, argv, exe, fallback, env overrides, cwd] answered
+        [run_id, "ok", pid, fallback] / [run_id, "failed", error] / [run_id, "exists"].
+        `watch` {req, ids} -> `watching` {req, runs: [run_id, pid or None, fallback]}.
+        `kill` {id, grace}: no answer, the exit follows. The exits of the jobs a connection
+        spawned or watches come as `exits` {runs: [run_id, code, escalated, stderr size]},
+        code as os.waitstatus_to_exitcode (negative: killed by that signal)."""
+        op = message.get("op")
+        if "env" in message:
+            conn.env = message["env"]
+        if "cwd" in message:
+            conn.cwd = message["cwd"]
+        if op == "spawn":
+            results = [self._spawn(conn, item) for item in message["runs"]]
+            self._reply(conn, {"op": "spawned", "runs": results})
+        elif op == "kill":
+            self._kill(message["id"], float(message["grace"]))
+        elif op == "watch":
+            found: list[list[Any]] = []
+            for run_id in message["ids"]:
+                job = self.by_id.get(run_id)
+                if job is None:
+                    found.append([run_id, None, False])
+                else:
+                    job.watchers.add(conn)
+                    found.append([run_id, job.pid, job.fallback])
+            self._reply(conn, {"op": "watching", "req": message["req"], "runs": found})
+        elif op == "hello":
+            reply = {"op": "hello", "req": message.get("req"), "pid": os.getpid(), "v": PROTOCOL}
+            self._reply(conn, reply)
+        else:
+            raise ValueError(f"unknown op {op!r}")
+
+    def _spawn(self, conn: _Conn, item: list[Any]) -> list[Any]:
+        """Claim, spawn and register one run: [run_id, "ok", pid, fallback] or
+        [run_id, "failed", error] or [run_id, "exists"] (claimed before, and not a live job of
+        ours: never spawned again)."""
+        run_id, stem, argv, exe, fallback, env, cwd = item
+        if not stem or "/" in stem or stem.startswith("."):
+            return [run_id, "failed", f"bad run file name {stem!r}"]
+        base = os.path.join(self.dir, stem)
+        try:
+            fd = os.open(
+                base + ".st",
+                os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                0o600,
+            )
+        except FileExistsError:
+            return self._existing(conn, run_id)
+        except OSError as exc:
+            return [run_id, "failed", f"cannot create {base}.st: {exc.strerror}"]
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_size:  # a restarted runner marked it never-started meanwhile
+                os.close(fd)
+                return [run_id, "exists"]
+            outcome = self._start(base, argv, exe, env, cwd, conn)
+        except Exception as exc:
+            outcome = f"cannot spawn {argv[0] if argv else ''!r}: {exc!r}"
+            _log(f"spawning {run_id}:\n{traceback.format_exc()}")
+        if isinstance(outcome, str):
+            with contextlib.suppress(OSError):
+                os.write(fd, b"!" + outcome.replace("\n", " ").encode() + b"\n")
+            os.close(fd)
+            return [run_id, "failed", outcome]
+        os.write(fd, f"{outcome} {int(bool(fallback))}\n".encode())
+        job = _Job(run_id, stem, outcome, fd, bool(fallback))
+        job.watchers.add(conn)
+        self.jobs[outcome] = job
+        self.by_id[run_id] = job
+        return [run_id, "ok", outcome, bool(fallback)]
+
+    def _existing(self, conn: _Conn, run_id: str) -> list[Any]:
+        """A run claimed before: ours and live (report it, and its exit), or "exists"."""
+        job = self.by_id.get(run_id)
+        if job is None:
+            return [run_id, "exists"]
+        job.watchers.add(conn)
+        return [run_id, "ok", job.pid, job.fallback]
+
+    def _start(
+        self,
+        base: str,
+        argv: list[str],
+        exe: str,
+        env_overrides: dict[str, str] | None,
+        cwd: str | None,
+        conn: _Conn,
+    ) -> int | str:
+        """Spawn `exe` with `argv` (the runner chose and checked both): the pid, or why it
+        could not be spawned."""
+        job_cwd = os.path.join(conn.cwd, cwd) if cwd else conn.cwd
+        if job_cwd != self.cwd:
+            try:
+                os.chdir(job_cwd)  # (single-threaded: the job inherits it)
+            except OSError as exc:
+                self.cwd = ""  # unknown now: chdir again next time
+                return f"working directory {cwd or job_cwd!r}: {exc.strerror}"
+            self.cwd = job_cwd
+        env = {**conn.env, **env_overrides} if env_overrides else conn.env
+        out = os.open(base + ".out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            err = os.open(
+                base + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
+            )
+            try:
+                return os.posix_spawn(
+                    exe,
+                    argv,
+                    env,
+                    file_actions=[
+                        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                        (os.POSIX_SPAWN_DUP2, out, 1),
+                        (os.POSIX_SPAWN_DUP2, err, 2),
+                    ],
+                    setpgroup=0,
+                    setsigdef=_RESET_FOR_JOBS,
+                    setsigmask=(),
+                )
+            except OSError as exc:
+                return f"{argv[0]}: {exc.strerror or exc}"
+            finally:
+                os.close(err)
+        finally:
+            os.close(out)
+
+    def _kill(self, run_id: str, grace: float) -> None:
+        """SIGTERM the job's group now, SIGKILL it after `grace` if it is still ours."""
+        job = self.by_id.get(run_id)
+        if job is None or job.term:
+            return
+        job.term = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(job.pid, signal.SIGTERM)
+        heapq.heappush(self.kills, (time.monotonic() + grace, next(self.seq), run_id))
+
+    def _due_kills(self) -> None:
+        now = time.monotonic()
+        while self.kills and self.kills[0][0] <= now:
+            _, _, run_id = heapq.heappop(self.kills)
+            job = self.by_id.get(run_id)
+            if job is not None:
+                job.escalated = True
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(job.pid, signal.SIGKILL)
+
+    # --- exits -------------------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            job = self.jobs.pop(pid, None)
+            if job is None:
+                continue
+            del self.by_id[job.run_id]
+            code = os.waitstatus_to_exitcode(status)
+            try:
+                line = format_status(code, job.escalated) + "\n"
+                os.write(job.fd, line.encode())
+            except OSError as exc:  # the runner will find no status: LOST
+                _log(f"cannot record the exit of {job.run_id}: {exc}")
+            finally:
+                os.close(job.fd)  # releases the run's lock: its status is complete
+            try:
+                err_size = os.stat(os.path.join(self.dir, job.stem + ".err")).st_size
+            except OSError:
+                err_size = -1
+            for conn in job.watchers:
+                if not conn.closed:
+                    conn.exits.append([job.run_id, code, job.escalated, err_size])
+
+    def _flush_exits(self) -> None:
+        for conn in list(self.conns):
+            if conn.exits:
+                runs, conn.exits = conn.exits, []
+                self._reply(conn, {"op": "exits", "runs": runs})
+
+
+def _on_signal(_signum: int, _frame: object) -> None:
+    """SIGCHLD: the wake-up fd does the work."""
+
+
+def _take_lock(path: str) -> int | None:
+    """The supervisor lock (its fd), waiting up to LOCK_WAIT_S; None when another one lives."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.01)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m cronledger.adapters.supervisor RUNS_DIR", file=sys.stderr)
+        return 2
+    runs_dir = os.path.abspath(args[0])
+    os.chdir("/")  # never pin the directory we were started in
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):  # one descriptor per live job
+        target = hard if hard != resource.RLIM_INFINITY else 1 << 16
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(target, 1 << 16)), hard))
+    lock = _take_lock(os.path.join(runs_dir, LOCK_NAME))
+    if lock is None:
+        print("busy", flush=True)
+        return 0
+    dir_fd = os.open(runs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    address = socket_path(runs_dir, dir_fd)
+    with contextlib.suppress(FileNotFoundError):  # left by a supervisor that was killed
+        os.unlink(os.path.join(runs_dir, SOCKET_NAME))
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(128)
+    supervisor = Supervisor(runs_dir, listener)
+    print(f"ready {os.getpid()}", flush=True)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # the runner reads our stdout up to the ready line: close it
+    os.close(devnull)
+    _log(f"serving {runs_dir}")
+    try:
+        supervisor.serve()
+    finally:
+        # Stop listening before letting go of the lock: a runner that cannot connect starts a
+        # new supervisor, which waits for the lock.
+        listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(runs_dir, SOCKET_NAME))
+        _log("idle: exiting")
+    os.close(lock)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
