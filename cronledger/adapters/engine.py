@@ -144,11 +144,7 @@ class Engine:
 
     def execute(self, command: UserCommand) -> tuple[ev.Event, ...]:
         """Validate and record a user command; returns the facts appended (maybe none)."""
-        events = self._append(lambda s: (handle(s, command, self.clock.now()), None))
-        if events:
-            self._cancel_runs(events)
-            self.wake()
-        return events
+        return self.execute_all((command,))
 
     def _cancel_runs(self, events: Sequence[ev.Event]) -> None:
         """An operator's cancel of a running entry: stop its process now (the tick reconciles)."""
@@ -176,6 +172,7 @@ class Engine:
 
         events = self._append(decide)
         if events:
+            self._cancel_runs(events)
             self.wake()
         return events
 
@@ -311,11 +308,14 @@ class Engine:
             return None
         return health(self._snapshot, self._last_tick_at)
 
-    def _started_facts(self, snapshot: Snapshot) -> list[ev.Event]:
-        """RunStarted for the deferred starts whose run is still active and not yet started."""
+    def _started_facts(
+        self, snapshot: Snapshot, started: Sequence[tuple[Started, int]] | None = None
+    ) -> list[ev.Event]:
+        """RunStarted for the starts (default: the deferred ones) whose run is still active
+        and not yet started."""
         runs = snapshot.runs
         facts: list[ev.Event] = []
-        for s, at in self._unrecorded:
+        for s, at in self._unrecorded if started is None else started:
             run = runs.get(s.run_id)
             if run is not None and run.started_at is None:
                 facts.append(ev.RunStarted(at=at, run_id=s.run_id, pid=s.pid, fallback=s.fallback))
@@ -328,15 +328,9 @@ class Engine:
             self._unrecorded.clear()
 
     def _record_started(self, started: Sequence[Started], now: int) -> None:
-        def facts(snapshot: Snapshot) -> tuple[list[ev.Event], None]:
-            return [
-                ev.RunStarted(at=now, run_id=s.run_id, pid=s.pid, fallback=s.fallback)
-                for s in started
-                if s.run_id in snapshot.runs and snapshot.runs[s.run_id].started_at is None
-            ], None
-
         if started:
-            self._append(facts)
+            at = [(s, now) for s in started]
+            self._append(lambda snapshot: (self._started_facts(snapshot, at), None))
 
     def _log_tick(self, plan: TickPlan) -> None:
         if not log.isEnabledFor(logging.INFO):
