@@ -20,12 +20,13 @@ import attrs
 
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
+from cronledger.domain.due import upcoming_fires
 from cronledger.domain.durations import parse_duration
 from cronledger.domain.health import Health, health
 from cronledger.domain.hours import Window
 from cronledger.domain.instants import from_ms, parse_instant, to_ms
 from cronledger.domain.state import ActiveRun, Entry, ScheduleState, Snapshot
-from cronledger.domain.triggers import At, Cron, Every, Trigger, next_fire_after
+from cronledger.domain.triggers import At, Cron, Every, Trigger
 from cronledger.domain.values import (
     NO_RETRY,
     Call,
@@ -341,15 +342,9 @@ class Scheduler:
         """The next `n` nominal fire times of `name` (jitter delays each one deterministically;
         `schedule(name).due_at` is the jittered next one). Empty when paused or complete."""
         state = self.schedule(name)
-        if state.paused or state.complete or state.next_fire_at is None:
+        if state.paused:
             return []
-        count = n if state.fires_remaining is None else min(n, state.fires_remaining)
-        fires: list[datetime] = []
-        fire: int | None = state.next_fire_at
-        while fire is not None and len(fires) < count:
-            fires.append(from_ms(fire))
-            fire = next_fire_after(state.spec.trigger, fire)
-        return fires
+        return [from_ms(fire) for fire in upcoming_fires(state, n)]
 
     # --- callables and tasks ----------------------------------------------------------------
 

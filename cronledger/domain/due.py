@@ -130,3 +130,18 @@ def evaluate_schedule(snapshot: Snapshot, state: ScheduleState, now: int) -> Dec
         snapshot, state, now, outcome.fire, outcome.represents, outcome.late_ms, None, advance
     )
     return out + fired, commands
+
+
+def upcoming_fires(state: ScheduleState, count: int) -> list[int]:
+    """The next `count` nominal fire times from `next_fire_at` (none once complete), capped by
+    the fires the schedule has left. Paused schedules keep theirs: callers decide."""
+    if state.complete:
+        return []
+    if state.fires_remaining is not None:
+        count = min(count, state.fires_remaining)
+    fires: list[int] = []
+    at = state.next_fire_at
+    while at is not None and len(fires) < count:
+        fires.append(at)
+        at = next_fire_after(state.spec.trigger, at)
+    return fires

@@ -9,12 +9,11 @@ from zoneinfo import ZoneInfo
 from cronledger.adapters import audit
 from cronledger.adapters.cli import output as o
 from cronledger.adapters.cli.context import Context
-from cronledger.adapters.replay import catch_up
-from cronledger.adapters.snapshots import load_snapshot
+from cronledger.domain.due import upcoming_fires
 from cronledger.domain.health import health
 from cronledger.domain.instants import parse_instant
-from cronledger.domain.state import EMPTY, ScheduleState, Snapshot
-from cronledger.domain.triggers import Cron, describe, next_fire_after
+from cronledger.domain.state import ScheduleState, Snapshot
+from cronledger.domain.triggers import Cron, describe
 from cronledger.domain.values import Call, Command, Target
 from cronledger.errors import InvalidInput, UnknownSchedule
 from cronledger.projectors.history import RunRecord
@@ -23,7 +22,7 @@ from cronledger.projectors.history import RunRecord
 def current_state(ctx: Context) -> Snapshot:
     ledger = ctx.open()
     try:
-        return catch_up(ledger, load_snapshot(ledger) or EMPTY)
+        return audit.state_at(ledger)[0]
     finally:
         ledger.close()
 
@@ -76,17 +75,6 @@ def list_schedules(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def next_fires(state: ScheduleState, count: int = 5) -> list[int]:
-    fires: list[int] = []
-    at = state.next_fire_at
-    while at is not None and len(fires) < count:
-        fires.append(at)
-        at = next_fire_after(state.spec.trigger, at)
-    if state.fires_remaining is not None:
-        fires = fires[: state.fires_remaining]
-    return [] if state.complete else fires
-
-
 def _zone(state: ScheduleState) -> str:
     trigger = state.spec.trigger
     return trigger.timezone if isinstance(trigger, Cron) else "UTC"
@@ -95,15 +83,14 @@ def _zone(state: ScheduleState) -> str:
 def show(ctx: Context, args: argparse.Namespace) -> int:
     ledger = ctx.open()
     try:
-        snapshot = catch_up(ledger, load_snapshot(ledger) or EMPTY)
-        state = snapshot.schedules.get(args.name)
+        state = audit.state_at(ledger)[0].schedules.get(args.name)
         if state is None:
             raise UnknownSchedule(args.name)
         runs = audit.run_history(ledger, schedule_id=args.name, limit=args.runs)
     finally:
         ledger.close()
     zone = _zone(state)
-    fires = next_fires(state)
+    fires = upcoming_fires(state, 5)
     local = [datetime.fromtimestamp(t / 1000, ZoneInfo(zone)).isoformat() for t in fires]
     if ctx.json:
         o.emit_json(

@@ -92,9 +92,7 @@ def update(ctx: Context, args: argparse.Namespace) -> int:
 
 def _simple(ctx: Context, command: cmd.UserCommand, name: str, verb: str) -> int:
     engine = ctx.engine(must_exist=True)
-    if name not in engine.snapshot.schedules:
-        raise UnknownSchedule(name)
-    events = engine.execute(command)
+    events = engine.execute(command)  # an unknown name raises UnknownSchedule
     text = f"{verb} {name}" if events else f"{name}: nothing to do (already {verb})"
     _report(ctx, engine, events, text, {verb: name, "changed": bool(events)})
     return 0
@@ -114,8 +112,6 @@ def remove(ctx: Context, args: argparse.Namespace) -> int:
 
 def trigger(ctx: Context, args: argparse.Namespace) -> int:
     engine = ctx.engine(must_exist=True)
-    if args.name not in engine.snapshot.schedules:
-        raise UnknownSchedule(args.name)
     events = engine.execute(cmd.TriggerSchedule(args.name))
     request = events[0]
     assert isinstance(request, ev.TriggerRequested)
