@@ -24,8 +24,9 @@ from typing import TypeVar
 import orjson
 
 from cronledger.adapters.clock import Clock, SystemClock
+from cronledger.adapters.collector import CycleCollector
 from cronledger.adapters.ledger import Ledger, open_ledger
-from cronledger.adapters.replay import catch_up, gc_paused
+from cronledger.adapters.replay import catch_up
 from cronledger.adapters.runner import Runner, Started
 from cronledger.adapters.snapshots import load_snapshot, save_snapshot
 from cronledger.domain import events as ev
@@ -375,36 +376,38 @@ class Engine:
         """Tick until stopped (or until the clock reaches `until`)."""
         previous = self._install_signals() if handle_signals else {}
         self._stop = False
-        drain_deadline: int | None = None
         try:
             self.start()
             gc.freeze()  # the state loaded at start-up is long-lived: keep it out of collections
             self._defer_started = True
-            while not self._stop:
-                with gc_paused():  # collect between ticks, not in the middle of one
-                    plan = self.tick()
-                if plan.summary.more_due:
-                    continue  # the rest of the due batch, at once
-                if self._unrecorded and not self._wake.is_set():
-                    self._flush_started()  # nothing wakes the loop at once: record them now
-                now = self.clock.now()
-                if self._drain_requested and drain_deadline is None:
-                    drain_deadline = now + drain_timeout_ms
-                    options = evolve(self._snapshot.options, draining=True)
-                    self.execute(ChangeOptions(options))
-                    log.info("draining: %d active runs", self._snapshot.active)
-                if drain_deadline is not None and (
-                    self._snapshot.active == 0 or now >= drain_deadline
-                ):
-                    break
-                if until is not None and now >= until:
-                    break
-                self.clock.sleep_until(self._next_wake(now, until), self._wake)
+            with CycleCollector() as collector:
+                self._loop(until, drain_timeout_ms, collector)
             self._flush_started()
         finally:
             self._defer_started = False
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    def _loop(self, until: int | None, drain_timeout_ms: int, collector: CycleCollector) -> None:
+        drain_deadline: int | None = None
+        while not self._stop:
+            plan = self.tick()
+            collector.between_ticks()  # cycles are collected here, never in the middle of a tick
+            if plan.summary.more_due:
+                continue  # the rest of the due batch, at once
+            if self._unrecorded and not self._wake.is_set():
+                self._flush_started()  # nothing wakes the loop at once: record them now
+            now = self.clock.now()
+            if self._drain_requested and drain_deadline is None:
+                drain_deadline = now + drain_timeout_ms
+                options = evolve(self._snapshot.options, draining=True)
+                self.execute(ChangeOptions(options))
+                log.info("draining: %d active runs", self._snapshot.active)
+            if drain_deadline is not None and (self._snapshot.active == 0 or now >= drain_deadline):
+                return
+            if until is not None and now >= until:
+                return
+            self.clock.sleep_until(self._next_wake(now, until), self._wake)
 
     def _next_wake(self, now: int, until: int | None) -> int:
         candidates = [now + self.idle_cap_ms, now + self.ledger_watch_ms]

@@ -10,7 +10,7 @@ from cronledger.domain.commands import CancelRun
 from cronledger.domain.concurrency import Action, decide_concurrency
 from cronledger.domain.hours import gate_allows, gate_opens_at
 from cronledger.domain.jitter import due_at
-from cronledger.domain.misfire import classify, horizon
+from cronledger.domain.misfire import classify, classify_one, horizon
 from cronledger.domain.state import ScheduleState, Snapshot
 from cronledger.domain.triggers import next_fire_after
 
@@ -104,10 +104,14 @@ def evaluate_schedule(snapshot: Snapshot, state: ScheduleState, now: int) -> Dec
         until = gate_opens_at(spec.active_hours, spec.quiet_hours, now)
         return [ev.FireDeferred(at=now, schedule_id=spec.id, nominal=first, until=until)], []
 
-    last = horizon(spec, first, now)
     grace = spec.misfire_grace_ms
-    outcome = classify(spec, first, last, now, grace)
-    nominal = next_fire_after(spec.trigger, last)
+    nominal = next_fire_after(spec.trigger, first)
+    if nominal is None or nominal > now:  # only `first` is due: the usual case
+        outcome = classify_one(spec, first, now, grace)
+    else:
+        last = horizon(spec, first, now)
+        outcome = classify(spec, first, last, now, grace)
+        nominal = next_fire_after(spec.trigger, last)
     advance = (nominal, due_at(spec.id, nominal, spec.jitter_ms))
     out: list[ev.Event] = []
     if outcome.missed:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
+@lru_cache(maxsize=4096)  # a burst of fires shares a few nominal times (a pure memo)
 def compact_instant(ms: int) -> str:
     """Basic ISO-8601 UTC, safe in file names: 20261123T070200Z (with .123 when needed)."""
     text = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y%m%dT%H%M%S")

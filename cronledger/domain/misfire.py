@@ -47,6 +47,22 @@ def _last_before(trigger: Trigger, first: int, bound: int) -> int | None:
     return fires_between(trigger, first, bound - 1)[1]
 
 
+def classify_one(spec: ScheduleSpec, first: int, now: int, grace: int) -> MisfireOutcome:
+    """`classify` when W = {first}, the usual case: the next fire time is still ahead.
+
+    The same outcome as the general path with fewer trigger evaluations (a property test
+    checks they agree)."""
+    late = now - first - jitter_ms(spec.id, first, spec.jitter_ms)
+    if spec.misfire is MisfirePolicy.CATCH_UP:
+        window = spec.catch_up_window_ms
+        on_time = window is None or first >= now - window
+    else:
+        on_time = late <= grace
+    if on_time:
+        return MisfireOutcome(first, 1, max(0, late), 0, None, None)
+    return MisfireOutcome(None, 0, 0, 1, first, first)
+
+
 def classify(spec: ScheduleSpec, first: int, last: int, now: int, grace: int) -> MisfireOutcome:
     """Split W = fire times in [first, last] (all due at `now`) by the misfire policy."""
     count, latest = fires_between(spec.trigger, first, last)

@@ -10,12 +10,16 @@ work, not the number of keys.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Any)
 
 _FANOUT = 64
+_LEAF = _FANOUT // 2 + _FANOUT // 4  # leaf and inner-node size of a freshly built tree
+# One path copy per edit beats a pass over all the leaves below 16 edits or len/512 edits.
+_BULK_MIN = 16
+_BULK_RATIO = 512
 Node = Any  # a leaf: tuple[K, ...]; an inner node: tuple[tuple[K, ...], tuple[Node, ...]]
 
 
@@ -106,6 +110,65 @@ def _iter_upto(node: Node, height: int, bound: Any) -> Iterator[Any]:
             return
 
 
+def _leaves(node: Node, height: int, out: list[Node]) -> None:
+    if height == 0:
+        out.append(node)
+        return
+    for child in node[1]:
+        _leaves(child, height - 1, out)
+
+
+def _from_leaves(leaves: list[Node], length: int) -> SortedKeys[Any]:
+    """A tree over non-empty sorted leaves (in order), inner levels built bottom-up."""
+    if not leaves:
+        return SortedKeys()
+    nodes, height = leaves, 0
+    while len(nodes) > 1:
+        maxes = [_node_max(n, height) for n in nodes]
+        nodes = [
+            (tuple(maxes[i : i + _LEAF]), tuple(nodes[i : i + _LEAF]))
+            for i in range(0, len(nodes), _LEAF)
+        ]
+        height += 1
+    return SortedKeys(nodes[0], height, length)
+
+
+def _bulk_update(keys: SortedKeys[Any], edits: Mapping[Any, bool]) -> SortedKeys[Any]:
+    """`keys` with `edits` applied: untouched leaves are shared, touched ones rebuilt."""
+    leaves: list[Node] = []
+    if keys:
+        _leaves(keys._root, keys._height, leaves)
+    tops = [leaf[-1] for leaf in leaves]
+    last = len(leaves) - 1
+    touched: dict[int, list[tuple[Any, bool]]] = {}
+    for key, present in edits.items():
+        i = min(bisect_left(tops, key), last) if leaves else 0
+        touched.setdefault(i, []).append((key, present))
+    out: list[Node] = []
+    length = 0
+    for i in range(max(len(leaves), 1)):
+        changes = touched.get(i)
+        leaf = leaves[i] if leaves else ()
+        if changes is None:
+            out.append(leaf)
+            length += len(leaf)
+            continue
+        members = set(leaf)
+        for key, present in changes:
+            if present:
+                members.add(key)
+            else:
+                members.discard(key)
+        items = tuple(sorted(members))
+        length += len(items)
+        if len(items) <= _FANOUT:
+            if items:
+                out.append(items)
+        else:
+            out.extend(items[j : j + _LEAF] for j in range(0, len(items), _LEAF))
+    return _from_leaves(out, length)
+
+
 class SortedKeys(Generic[K]):
     """Immutable sorted set; `add`/`remove` return a new set sharing untouched nodes."""
 
@@ -124,17 +187,7 @@ class SortedKeys(Generic[K]):
         length = len(items)
         if length <= _FANOUT:
             return cls(items, 0, length)
-        size = _FANOUT // 2 + _FANOUT // 4
-        nodes: list[Node] = [items[i : i + size] for i in range(0, length, size)]
-        height = 0
-        while len(nodes) > 1:
-            maxes = [_node_max(n, height) for n in nodes]
-            nodes = [
-                (tuple(maxes[i : i + size]), tuple(nodes[i : i + size]))
-                for i in range(0, len(nodes), size)
-            ]
-            height += 1
-        return cls(nodes[0], height, length)
+        return _from_leaves([items[i : i + _LEAF] for i in range(0, length, _LEAF)], length)
 
     def __len__(self) -> int:
         return self._len
@@ -204,6 +257,18 @@ class SortedKeys(Generic[K]):
         if not root:
             return SortedKeys()
         return SortedKeys(root, height, self._len - 1)
+
+    def update(self, edits: Mapping[K, bool]) -> SortedKeys[K]:
+        """A new set with each key of `edits` present (True) or absent (False).
+
+        A few edits go one by one; many are merged leaf by leaf in one pass, which rebuilds only
+        the leaves they touch and the small inner levels (a tick's batch of due schedules)."""
+        if len(edits) < _BULK_MIN or len(edits) * _BULK_RATIO < self._len:
+            result = self
+            for key, present in edits.items():
+                result = result.add(key) if present else result.remove(key)
+            return result
+        return _bulk_update(self, edits)
 
     def replace(self, old: K | None, new: K | None) -> SortedKeys[K]:
         """Remove `old` and add `new` (either may be None)."""

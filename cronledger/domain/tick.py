@@ -19,6 +19,7 @@ from cronledger.domain.capacity import ready_dispatch_limit
 from cronledger.domain.commands import RunnerCommand
 from cronledger.domain.dispatch import dispatch
 from cronledger.domain.due import evaluate_request, evaluate_schedule, iter_due
+from cronledger.domain.evolve import evolve
 from cronledger.domain.reconcile import expire_timeouts, reconcile_exits
 from cronledger.domain.state import Snapshot
 from cronledger.domain.values import RunExit
@@ -55,42 +56,30 @@ class TickPlan:
     summary: TickSummary
 
 
+_COUNTED: dict[type, str] = {
+    ev.FireRecorded: "fired",
+    ev.FireSkipped: "skipped",
+    ev.FireCoalesced: "coalesced",
+    ev.FireDeferred: "deferred",
+    ev.FireMissed: "missed",
+    ev.RunAssigned: "dispatched",
+    ev.RunSucceeded: "reconciled",
+    ev.RunFailed: "reconciled",
+    ev.RunLost: "reconciled",
+    ev.RetryPlanned: "retries",
+    ev.RunCancelled: "cancelled",
+}
+
+
 def _summarise(
     tick: int, now: int, decided: Sequence[ev.Event], limit: int, more_due: bool
 ) -> TickSummary:
-    counts = {
-        k: 0
-        for k in (
-            "fired",
-            "skipped",
-            "coalesced",
-            "deferred",
-            "missed",
-            "dispatched",
-            "reconciled",
-            "retries",
-            "cancelled",
-        )
-    }
+    counts = dict.fromkeys(_COUNTED.values(), 0)
+    counted = _COUNTED
     for e in decided:
-        if isinstance(e, ev.FireRecorded):
-            counts["fired"] += 1
-        elif isinstance(e, ev.FireSkipped):
-            counts["skipped"] += 1
-        elif isinstance(e, ev.FireCoalesced):
-            counts["coalesced"] += 1
-        elif isinstance(e, ev.FireDeferred):
-            counts["deferred"] += 1
-        elif isinstance(e, ev.FireMissed):
-            counts["missed"] += e.count
-        elif isinstance(e, ev.RunAssigned):
-            counts["dispatched"] += 1
-        elif isinstance(e, ev.RunSucceeded | ev.RunFailed | ev.RunLost):
-            counts["reconciled"] += 1
-        elif isinstance(e, ev.RetryPlanned):
-            counts["retries"] += 1
-        elif isinstance(e, ev.RunCancelled):
-            counts["cancelled"] += 1
+        name = counted.get(type(e))
+        if name is not None:
+            counts[name] += e.count if isinstance(e, ev.FireMissed) else 1
     return TickSummary(tick=tick, now=now, dispatch_limit=limit, more_due=more_due, **counts)
 
 
@@ -150,7 +139,7 @@ def plan_tick(snapshot: Snapshot, now: int, exits: Sequence[RunExit] = ()) -> Ti
     summary = _summarise(tick, now, decided, limit, more_due)
     if not decided:
         return TickPlan(events=(), commands=(), snapshot=snapshot, summary=summary)
-    header = attrs.evolve(header, decisions=len(decided))
+    header = evolve(header, decisions=len(decided))
     return TickPlan(
         events=(header, *decided), commands=tuple(commands), snapshot=work, summary=summary
     )

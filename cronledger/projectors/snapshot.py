@@ -3,8 +3,10 @@
 The live engine and a replay call the same handlers. For speed, a fold copies the snapshot's
 fields once into a private draft (a dict no one else sees), handlers update the draft, and the
 draft becomes the new snapshot: the input snapshot is never changed. `apply_all` folds a whole
-batch into one draft. A replay from empty (`project`) skips the upkeep of the three sorted
-indexes and builds them once at the end; tests check it equals the incrementally kept state.
+batch into one draft, and the draft collects the edits of the three sorted indexes to apply them
+once at the end (a tick's batch moves thousands of keys). A replay from empty (`project`) skips
+the upkeep of the indexes and builds them once at the end; tests check it equals the
+incrementally kept state.
 An event no handler knows only moves the position.
 """
 
@@ -142,9 +144,29 @@ def _finish_maps(d: Draft) -> None:
             d[name] = m.finish()
 
 
+def _edits(d: Draft, index: str) -> dict[Any, bool]:
+    """The pending edits of a sorted index (key -> present), applied by `_finish` in one go:
+    a batch moving many keys pays one pass, and a key added then removed costs nothing."""
+    pending = d.get("_edits")
+    if pending is None:
+        pending = d["_edits"] = {}
+    edits: dict[Any, bool] | None = pending.get(index)
+    if edits is None:
+        edits = pending[index] = {}
+    return edits
+
+
+def _finish_edits(d: Draft) -> None:
+    pending = d.pop("_edits", None)
+    if pending:
+        for index, edits in pending.items():
+            d[index] = d[index].update(edits)
+
+
 def _finish(d: Draft) -> Snapshot:
     _finish_maps(d)
     _finish_counts(d)
+    _finish_edits(d)
     return build(Snapshot, d)
 
 
@@ -157,10 +179,11 @@ def _put_schedule(d: Draft, old: ScheduleState | None, new: ScheduleState) -> No
     new_wake = new.wake_at
     _m(d, "schedules")[sid] = new
     if old_wake != new_wake:
-        d["due"] = d["due"].replace(
-            (old_wake, sid) if old_wake is not None else None,
-            (new_wake, sid) if new_wake is not None else None,
-        )
+        due = _edits(d, "due")
+        if old_wake is not None:
+            due[(old_wake, sid)] = False
+        if new_wake is not None:
+            due[(new_wake, sid)] = True
 
 
 def _advance(
@@ -190,18 +213,18 @@ def _index_entry(d: Draft, entry: Entry) -> None:
     if entry.status is not EntryStatus.PENDING or d["ready"] is None:
         return
     if entry.not_before is not None:
-        d["delayed"] = d["delayed"].add((entry.not_before, entry.seq, entry.id))
+        _edits(d, "delayed")[(entry.not_before, entry.seq, entry.id)] = True
     else:
-        d["ready"] = d["ready"].add(entry.ready_key)
+        _edits(d, "ready")[entry.ready_key] = True
 
 
 def _unindex_entry(d: Draft, entry: Entry) -> None:
     if entry.status is not EntryStatus.PENDING or d["ready"] is None:
         return
     if entry.not_before is not None:
-        d["delayed"] = d["delayed"].remove((entry.not_before, entry.seq, entry.id))
+        _edits(d, "delayed")[(entry.not_before, entry.seq, entry.id)] = False
     else:
-        d["ready"] = d["ready"].remove(entry.ready_key)
+        _edits(d, "ready")[entry.ready_key] = False
 
 
 def _add_entry(d: Draft, entry: Entry) -> None:
@@ -309,7 +332,7 @@ def _schedule_removed(d: Draft, e: ev.ScheduleRemoved) -> None:
     if old is None:
         return
     if old.wake_at is not None and d["due"] is not None:
-        d["due"] = d["due"].remove((old.wake_at, sid))
+        _edits(d, "due")[(old.wake_at, sid)] = False
     del _m(d, "schedules")[sid]
     d["requests"] = tuple(r for r in d["requests"] if r[1] != sid)
     # Runs still going belong to no schedule now, so a schedule re-added under the same id

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cronledger.domain import events as ev
-from cronledger.domain.triggers import Every
+from cronledger.domain.jitter import jitter_ms
+from cronledger.domain.misfire import classify, classify_one, horizon
+from cronledger.domain.triggers import Every, next_fire_after
 from cronledger.domain.values import MisfirePolicy
 from tests.harness import MINUTE, SECOND, T0, World, spec
 
@@ -92,3 +94,39 @@ def test_every_fire_time_is_accounted_for_exactly_once(
         assert (len(fired) == 1) == (last_late <= grace)
     nxt = w.snapshot.schedules["job"].next_fire_at
     assert nxt is not None and nxt > w.now and nxt - interval <= w.now
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    interval=st.integers(1, 10 * MINUTE),
+    first_offset=st.integers(0, 10 * MINUTE),
+    late=st.integers(0, 20 * MINUTE),
+    grace=st.integers(0, 5 * MINUTE),
+    jitter=st.sampled_from([0, 0, 30 * SECOND]),
+    policy=st.sampled_from(list(MisfirePolicy)),
+    window=st.one_of(st.none(), st.integers(0, 10 * MINUTE)),
+)
+def test_the_single_fire_shortcut_agrees_with_the_general_path(
+    interval: int,
+    first_offset: int,
+    late: int,
+    grace: int,
+    jitter: int,
+    policy: MisfirePolicy,
+    window: int | None,
+) -> None:
+    """classify_one (W = {first}) gives what horizon + classify give, whenever it applies."""
+    s = spec(
+        trigger=Every(interval, T0),
+        misfire=policy,
+        misfire_grace_ms=grace,
+        jitter_ms=jitter,
+        catch_up_window_ms=window if policy is MisfirePolicy.CATCH_UP else None,
+    )
+    first = next_fire_after(s.trigger, T0 + first_offset - 1)
+    assert first is not None
+    now = first + jitter_ms(s.id, first, jitter) + late  # first is due at `now`
+    following = next_fire_after(s.trigger, first)
+    assume(following is None or following > now)
+    general = classify(s, first, horizon(s, first, now), now, grace)
+    assert classify_one(s, first, now, grace) == general
