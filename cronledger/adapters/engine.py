@@ -2,7 +2,9 @@
 
 One tick: read the clock -> `plan_tick` on the current snapshot -> append the tick's facts in one
 transaction at the expected position (on LedgerConflict: catch up and plan again) -> carry out
-the runner commands -> record what the runner reports (RunStarted) as facts.
+the runner commands -> record what the runner reports (RunStarted) as facts. Inside `run()`
+the RunStarted facts ride with the next tick's append, and a start the runner confirms late
+(the process supervisor answers a batch while the loop goes on) waits for a later one.
 
 `run()` repeats ticks and sleeps until the earliest of: the next due time, retry or run deadline,
 a runner exit or other wake-up, a change in the ledger (another process added a schedule), the
@@ -17,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from types import FrameType
 from typing import TypeVar
 
@@ -43,6 +45,7 @@ from cronledger.projectors.snapshot import apply_all
 MAX_CONFLICT_RETRIES = 50
 IDLE_CAP_MS = 15_000
 LEDGER_WATCH_MS = 1_000
+STARTED_WAIT_MS = 50  # a RunStarted whose details came late is recorded within this
 RUNNER_EVENTS = (ev.RunStarted, ev.RunSucceeded, ev.RunFailed, ev.RunLost)
 
 CRASH_POINTS = ("before_append", "after_append", "after_spawn")
@@ -269,9 +272,14 @@ class Engine:
         if self.runner is not None:
             self._exits.extend(self.runner.poll(now))
         plans: list[TickPlan] = []
+        later: list[tuple[Started, int]] = []
 
         def decide(snapshot: Snapshot) -> tuple[Sequence[ev.Event], Snapshot]:
-            started = self._started_facts(snapshot) if self._unrecorded else []
+            nonlocal later
+            started: list[ev.Event] = []
+            if self._unrecorded:
+                ending = {x.run_id for x in self._exits}
+                started, later = self._started_facts(snapshot, ending=ending, wait=False)
             base = apply_all(snapshot, started) if started else snapshot
             plans.append(plan_tick(base, now, self._exits))
             if plans[-1].commands:
@@ -283,7 +291,7 @@ class Engine:
         self._append(decide)
         plan = plans[-1]
         self._exits.clear()
-        self._unrecorded.clear()
+        self._unrecorded = later
         if self.runner is not None:
             if plan.commands:
                 self._crash.reached("after_append")
@@ -310,28 +318,47 @@ class Engine:
         return health(self._snapshot, self._last_tick_at)
 
     def _started_facts(
-        self, snapshot: Snapshot, started: Sequence[tuple[Started, int]] | None = None
-    ) -> list[ev.Event]:
+        self,
+        snapshot: Snapshot,
+        started: Sequence[tuple[Started, int]] | None = None,
+        *,
+        ending: Collection[str] = (),
+        wait: bool = True,
+    ) -> tuple[list[ev.Event], list[tuple[Started, int]]]:
         """RunStarted for the starts (default: the deferred ones) whose run is still active
-        and not yet started."""
+        and not yet started. Without `wait`, a start whose details the runner does not know
+        yet is left for later (returned second) unless its run ends in this batch."""
         runs = snapshot.runs
         facts: list[ev.Event] = []
+        later: list[tuple[Started, int]] = []
         for s, at in self._unrecorded if started is None else started:
+            if not wait and not s.settled and s.run_id not in ending:
+                later.append((s, at))
+                continue
             run = runs.get(s.run_id)
             if run is not None and run.started_at is None:
                 facts.append(ev.RunStarted(at=at, run_id=s.run_id, pid=s.pid, fallback=s.fallback))
-        return facts
+        return facts, later
 
-    def _flush_started(self) -> None:
-        """Append the deferred RunStarted facts now (no tick follows at once)."""
-        if self._unrecorded:
-            self._append(lambda snapshot: (self._started_facts(snapshot), None))
-            self._unrecorded.clear()
+    def _flush_started(self, *, wait: bool = True) -> None:
+        """Append the deferred RunStarted facts now (no tick follows at once); without `wait`
+        only those already known (the runner wakes the loop for the rest)."""
+        if not self._unrecorded:
+            return
+        later: list[tuple[Started, int]] = []
+
+        def decide(snapshot: Snapshot) -> tuple[list[ev.Event], None]:
+            nonlocal later
+            facts, later = self._started_facts(snapshot, wait=wait)
+            return facts, None
+
+        self._append(decide)
+        self._unrecorded = later
 
     def _record_started(self, started: Sequence[Started], now: int) -> None:
         if started:
             at = [(s, now) for s in started]
-            self._append(lambda snapshot: (self._started_facts(snapshot, at), None))
+            self._append(lambda snapshot: (self._started_facts(snapshot, at)[0], None))
 
     def _log_tick(self, plan: TickPlan) -> None:
         if not log.isEnabledFor(logging.INFO):
@@ -396,7 +423,7 @@ class Engine:
             if plan.summary.more_due:
                 continue  # the rest of the due batch, at once
             if self._unrecorded and not self._wake.is_set():
-                self._flush_started()  # nothing wakes the loop at once: record them now
+                self._flush_started(wait=False)  # nothing wakes the loop at once: record now
             now = self.clock.now()
             if self._drain_requested and drain_deadline is None:
                 drain_deadline = now + drain_timeout_ms
@@ -411,6 +438,8 @@ class Engine:
 
     def _next_wake(self, now: int, until: int | None) -> int:
         candidates = [now + self.idle_cap_ms, now + self.ledger_watch_ms]
+        if self._unrecorded:  # starts the runner has not confirmed yet: record them soon
+            candidates.append(now + STARTED_WAIT_MS)
         wake = next_wake(self._snapshot)
         if wake is not None:
             candidates.append(wake)

@@ -33,11 +33,11 @@ Spawning: `carry_out` checks each StartRun in the daemon first (working director
 in the job's PATH and executable, else the fallback command), so the usual spawn failures are
 reported at once as `spawn_failed` with the OS error (and an "!error" `.st`, which a restart
 reports again). It then sends the batch in one message and returns without waiting. The
-`Started` it returns settle when the supervisor answers: reading their `pid` waits for the
-answer, and so does the next `poll` (the engine records RunStarted with its next tick, so the
-spawns overlap the rest of the tick). A program that passes the checks but that exec refuses
-(no `#!` line: Exec format error; removed in between) gets a `Started` without a pid and then
-a `spawn_failed` exit. Exits come back as messages, each sent only after the status is in the
+`Started` it returns settle when the supervisor answers (reading their `pid` waits for it);
+`poll` never waits: the engine records each RunStarted with a later tick once it is settled,
+so the loop goes on while the supervisor spawns. A program that passes the checks but that
+exec refuses (no `#!` line: Exec format error; removed in between) gets a `Started` without a
+pid and then a `spawn_failed` exit. Exits come back as messages, each sent only after the status is in the
 `.st` and the lock released. Cancel and timeout: the supervisor sends SIGTERM to the job's
 process group, then SIGKILL after the grace period (it keeps that timer even if the daemon
 dies). Files stay until `forget(run_id)` (the engine calls it once the outcome fact is durable),
@@ -338,9 +338,8 @@ class _Run:
 
 
 class _PendingStarted(Started):
-    """A `Started` handed back before the supervisor has answered: reading `pid` or
-    `fallback` waits for its answer (the engine reads them when it records the RunStarted,
-    with its next tick, so by then it has come)."""
+    """A `Started` handed back before the supervisor has answered: `settled` is False until
+    the answer comes, and reading `pid` or `fallback` waits for it."""
 
     __slots__ = ("_done", "_give_up", "_value")
     _done: threading.Event
@@ -356,6 +355,10 @@ class _PendingStarted(Started):
     def settle(self, pid: int | None, fallback: bool) -> None:
         object.__setattr__(self, "_value", (pid, fallback))
         self._done.set()
+
+    @property
+    def settled(self) -> bool:
+        return self._done.is_set()
 
     def _wait(self) -> tuple[int | None, bool]:
         if not self._done.wait(REPLY_TIMEOUT_S):
@@ -473,15 +476,9 @@ class ProcessRunner:
         return self._hand_over(items, now)
 
     def poll(self, now: int) -> list[RunExit]:
-        """Exits seen since the last poll, each once, by finish time then run id.
-
-        First waits for the supervisor's answer to the batches handed over: the engine reads
-        their pids right after polling anyway, and exits that come in meanwhile join this
-        tick instead of the next."""
-        with self._lock:
-            pending = list(self._pending.values())
-        for started in pending:
-            started.pid  # noqa: B018 (waits for the answer)
+        """Exits seen since the last poll, each once, by finish time then run id (never
+        waits: the supervisor answers a batch before it reports any exit of it, so a run's
+        `Started` is settled by the time its exit is here)."""
         with self._lock:
             ready, self._ready = self._ready, []
         ready.sort(key=lambda e: (e.finished_at, e.run_id))

@@ -14,11 +14,19 @@ from cronledger.domain.values import Call, ExitKind, RunExit
 
 @attrs.frozen
 class Started:
-    """An observation: the run's process (or thread) is running."""
+    """An observation: the run's process (or thread) is running.
+
+    A runner may hand one back before its details are known (`settled` False: reading `pid`
+    waits for them). The engine records it with a later tick: the next exit's, or within
+    STARTED_WAIT_MS."""
 
     run_id: str
     pid: int | None = None
     fallback: bool = False
+
+    @property
+    def settled(self) -> bool:
+        return True
 
 
 class Runner(Protocol):

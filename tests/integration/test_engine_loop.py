@@ -5,16 +5,18 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cronledger.adapters.call_runner import CallRunner
 from cronledger.adapters.clock import FakeClock, SystemClock
-from cronledger.adapters.engine import Engine
+from cronledger.adapters.engine import STARTED_WAIT_MS, Engine
 from cronledger.adapters.fake_runner import FakeRunner, Script
 from cronledger.adapters.ledger import open_ledger
-from cronledger.adapters.runner import Runners
+from cronledger.adapters.runner import Runners, Started
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
 from cronledger.domain.triggers import At, Every
@@ -243,3 +245,66 @@ def test_the_loop_never_exceeds_capacity_and_reconciles_every_started_run(
     ended = {e.run_id for e in _facts(engine, ev.RunSucceeded) + _facts(engine, ev.RunFailed)}
     assert started and started == ended
     assert engine.snapshot.active == 0
+
+
+class _LateStarted(Started):
+    """A start whose pid the runner learns `delay_ms` after the spawn (as from a supervisor)."""
+
+    __slots__ = ("_clock", "_known_at")
+    _clock: FakeClock
+    _known_at: int
+
+    def __init__(self, run_id: str, clock: FakeClock, delay_ms: int) -> None:
+        object.__setattr__(self, "run_id", run_id)
+        object.__setattr__(self, "_clock", clock)
+        object.__setattr__(self, "_known_at", clock.now() + delay_ms)
+
+    @property
+    def settled(self) -> bool:
+        return bool(self._clock.now() >= self._known_at)
+
+    @property
+    def pid(self) -> int | None:  # type: ignore[override]
+        return 4242
+
+    @property
+    def fallback(self) -> bool:  # type: ignore[override]
+        return False
+
+
+class _LateRunner(FakeRunner):
+    def __init__(self, clock: FakeClock, delay_ms: int, script: Script) -> None:
+        super().__init__(script)
+        self.clock, self.delay_ms = clock, delay_ms
+
+    def carry_out(self, commands: Sequence[cmd.RunnerCommand], now: int) -> list[Started]:
+        return [
+            _LateStarted(s.run_id, self.clock, self.delay_ms)
+            for s in super().carry_out(commands, now)
+        ]
+
+
+@pytest.mark.parametrize("run_for", [10, 30 * SECOND])
+def test_a_start_confirmed_late_is_recorded_once_before_its_outcome_and_soon(run_for: int) -> None:
+    """The loop does not wait for a runner's late start details: it records RunStarted with a
+    later tick (the exit's, for a short run; within STARTED_WAIT_MS of being known, for a long
+    one), once, before the run's outcome."""
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, _LateRunner(clock, 20, Script(run_for)))
+    published: dict[str, int] = {}
+    engine.subscribe(
+        lambda e: (
+            published.setdefault(e.run_id, clock.now()) if isinstance(e, ev.RunStarted) else None
+        )
+    )
+    engine.execute(cmd.AddSchedule(_spec("every-minute", Every(MINUTE, T0))))
+    engine.run(until=T0 + 10 * MINUTE)
+    facts = [(p, e) for p, e in engine.ledger.read()]
+    started = {e.run_id: p for p, e in facts if isinstance(e, ev.RunStarted)}
+    ended = {e.run_id: p for p, e in facts if isinstance(e, ev.RunSucceeded)}
+    assigned = {e.run_id: (p, e.at) for p, e in facts if isinstance(e, ev.RunAssigned)}
+    assert len(assigned) == 10 and set(started) == set(assigned)  # each start recorded once
+    assert all(e.pid == 4242 for _, e in facts if isinstance(e, ev.RunStarted))
+    for run_id, (position, at) in assigned.items():
+        assert position < started[run_id] < ended.get(run_id, 10**9)
+        assert published[run_id] <= at + 20 + STARTED_WAIT_MS, run_id
