@@ -40,8 +40,8 @@ exec refuses (no `#!` line: Exec format error; removed in between) gets a `Start
 pid and then a `spawn_failed` exit. Exits come back as messages, each sent only after the
 status is in the `.st` and the lock released. Cancel and timeout: the supervisor sends SIGTERM
 to the job's process group, then SIGKILL after the grace period (it keeps that timer even if
-the daemon dies). Files stay until `forget(run_id)` (the engine calls it once the outcome fact is durable),
-or until an `adopt` finds them belonging to no active run and not locked.
+the daemon dies). Files stay until `forget(run_id)` (the engine calls it once the outcome fact
+is durable), or until an `adopt` finds them belonging to no active run and not locked.
 
 Restart protocol, `adopt(runs)` with the runs the ledger says are active:
 
