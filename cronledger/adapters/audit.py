@@ -58,6 +58,7 @@ __all__ = [
     "active_run_json",
     "entry_json",
     "explain_subject",
+    "explanation_json",
     "health_json",
     "instant_json",
     "options_json",
@@ -495,6 +496,21 @@ def verify_json(report: VerifyReport) -> Json:
             "recorded": None if divergence.recorded is None else repr(divergence.recorded),
             "replanned": None if divergence.replanned is None else repr(divergence.replanned),
         },
+    }
+
+
+def explanation_json(x: Explanation) -> Json:
+    """`Explanation.to_json`'s keys, with the instant as `at` (ISO text) plus `at_ms`."""
+    return {
+        "subject": x.subject,
+        "kind": x.kind,
+        "decision": x.decision,
+        "rule": x.rule,
+        "position": x.position,
+        **instant_json("at", x.at),
+        "inputs": dict(x.inputs),
+        "sentences": list(x.sentences),
+        "timeline": [{"position": p, "fact": text} for p, text in x.timeline],
     }
 
 

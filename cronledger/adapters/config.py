@@ -41,22 +41,37 @@ def options_from_mapping(table: dict[str, Any], base: Options, where: str = "opt
         else:
             changes[field] = duration_ms(value, f"{where}.{key}")
     options = attrs.evolve(base, **changes)
-    validate_options(options)
+    try:
+        validate_options(options)
+    except InvalidInput as error:
+        key = next((k for k, (f, _) in _KEYS.items() if f == error.field), error.field)
+        raise InvalidInput(f"{where}.{key}", error.problem, error.fix) from None
     return options
 
 
-def load_options(path: str | Path, base: Options) -> Options:
-    """Read the `[options]` table of a TOML file."""
+def read_options(path: str | Path) -> dict[str, Any]:
+    """The `[options]` table of a TOML file (empty when it has none); errors name --config."""
     file = Path(path)
     try:
         data = tomllib.loads(file.read_text())
     except FileNotFoundError:
-        raise InvalidInput("config", f"{file} does not exist", "pass an existing file") from None
+        raise InvalidInput(
+            "--config", f"{file} does not exist", "pass an existing TOML file"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInput("--config", f"cannot read {file}: {error}", "pass a TOML file") from None
     except tomllib.TOMLDecodeError as error:
         raise InvalidInput(
-            "config", f"{file} is not valid TOML: {error}", "fix the file's syntax"
+            "--config", f"{file} is not valid TOML: {error}", "fix the file's syntax"
         ) from None
     table = data.get("options", {})
     if not isinstance(table, dict):
-        raise InvalidInput("config.options", "is not a table", "write [options] then key = value")
-    return options_from_mapping(table, base)
+        raise InvalidInput(
+            "--config", f"{file}: options is not a table", "write [options] then key = value"
+        )
+    return table
+
+
+def load_options(path: str | Path, base: Options) -> Options:
+    """`base` with the `[options]` table of a TOML file applied."""
+    return options_from_mapping(read_options(path), base)

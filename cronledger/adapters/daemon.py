@@ -1,35 +1,33 @@
 """The daemon: an engine on a ledger with the process and call runners, until signalled.
 
-`python -m cronledger.adapters.daemon --ledger sqlite:///cronledger.db` (the `cronledger run`
-command wraps this). SIGTERM/SIGINT drain (no new dispatches, wait for active runs up to
-`--drain-timeout`), a second signal stops at once and leaves the runs to the restart.
+`cronledger run` validates its arguments (adapters/cli/run_command.py), then calls `serve`.
+SIGTERM/SIGINT drain (no new dispatches, wait for active runs up to `--drain-timeout`), a
+second signal stops at once and leaves the runs to the restart.
+`python -m cronledger.adapters.daemon [--ledger URL] [--log-level L] ARGS` is `cronledger run`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
 from cronledger.adapters.call_runner import CallRunner
 from cronledger.adapters.clock import SystemClock
-from cronledger.adapters.config import load_options
+from cronledger.adapters.config import options_from_mapping
 from cronledger.adapters.engine import Engine
-from cronledger.adapters.ledger import open_ledger
+from cronledger.adapters.ledger import Ledger, open_ledger
 from cronledger.adapters.process_runner import ProcessRunner
 from cronledger.adapters.runner import Runners
-from cronledger.domain.commands import ChangeOptions
-from cronledger.domain.durations import parse_duration
-from cronledger.domain.instants import iso, parse_instant
-from cronledger.domain.validation import validate_options
-from cronledger.errors import CronledgerError
+from cronledger.domain.commands import ChangeOptions, StartRun
+from cronledger.domain.instants import iso
 
-DEFAULT_LEDGER = "sqlite:///cronledger.db"
+ONCE_POLL_S = 0.05  # how often `--once` looks for the exits of the runs it started
 log = logging.getLogger("cronledger.daemon")
 
 
@@ -42,88 +40,126 @@ def default_state_dir(url: str) -> Path:
 
 def build_engine(url: str, state_dir: Path, max_threads: int = 16) -> Engine:
     """The composition root of a daemon: ledger, system clock, process and call runners."""
+    return engine_on(open_ledger(url), state_dir, max_threads)
+
+
+def engine_on(ledger: Ledger, state_dir: Path, max_threads: int = 16) -> Engine:
+    """`build_engine` on an open ledger; the state dir is made only once the ledger opened."""
     clock = SystemClock()
-    calls = CallRunner(max_threads, clock=clock.now)
-    processes = ProcessRunner(state_dir, clock=clock.now)
-    engine = Engine(open_ledger(url), clock, Runners(processes, calls, clock.now))
+    try:
+        calls = CallRunner(max_threads, clock=clock.now)
+        processes = ProcessRunner(state_dir, clock=clock.now)
+        engine = Engine(ledger, clock, Runners(processes, calls, clock.now))
+    except BaseException:
+        ledger.close()
+        raise
     calls.set_wake(engine.wake)
     processes.set_wake(engine.wake)
     return engine
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="cronledger-daemon", description=__doc__)
-    parser.add_argument("--ledger", default=os.environ.get("CRONLEDGER_LEDGER", DEFAULT_LEDGER))
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=None,
-        help="where run output and exit status are kept (survives restarts)",
-    )
-    parser.add_argument("--config", type=Path, default=None, help="TOML file with [options]")
-    parser.add_argument("--max-workers", type=int, default=None)
-    parser.add_argument("--until", default=None, help="stop at this instant (ISO-8601 with zone)")
-    parser.add_argument("--for", dest="duration", default=None, help="stop after e.g. 15s, 2h")
-    parser.add_argument("--once", action="store_true", help="run one tick and stop")
-    parser.add_argument("--drain-timeout", default="60s")
-    parser.add_argument("--log-level", default="INFO")
-    return parser.parse_args(argv)
+@attrs.frozen(kw_only=True)
+class Settings:
+    """One daemon run's arguments, already validated (nothing was opened to check them)."""
+
+    ledger_url: str
+    state_dir: Path
+    options: Mapping[str, Any]  # `[options]` keys (adapters/config.py) to apply at start-up
+    until: int | None = None
+    once: bool = False
+    drain_timeout_ms: int = 60_000
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-    )
+def serve(ledger: Ledger, settings: Settings) -> int:
+    """Run the daemon on `ledger` (closed at the end): ticks until signalled or `until`."""
+    engine = engine_on(ledger, settings.state_dir)
     try:
-        state_dir = args.state_dir or default_state_dir(args.ledger)
-        engine = build_engine(args.ledger, state_dir)
-        options = engine.snapshot.options
-        if args.config is not None:
-            options = load_options(args.config, options)
-        if args.max_workers is not None:
-            options = attrs.evolve(options, max_workers=args.max_workers)
-        validate_options(options)
+        options = options_from_mapping(dict(settings.options), engine.snapshot.options)
         engine.execute(ChangeOptions(options))
-        until = parse_instant(args.until, "--until") if args.until else None
-        if args.duration:
-            until = engine.clock.now() + parse_duration(args.duration, "--for")
-        drain_timeout = parse_duration(args.drain_timeout, "--drain-timeout")
-    except CronledgerError as error:
-        print(f"cronledger: {error}", file=sys.stderr)
-        return 2
-    s = engine.snapshot
-    o = s.options
+        _log_start(engine, settings)
+        if settings.once:
+            run_once(engine, settings.drain_timeout_ms)
+        else:
+            engine.run(
+                until=settings.until,
+                handle_signals=True,
+                drain_timeout_ms=settings.drain_timeout_ms,
+            )
+    finally:
+        s = engine.snapshot
+        log.info("stopped at position %d, %d active runs", s.position, s.active)
+        engine.close()
+    return 0
+
+
+def run_once(engine: Engine, wait_ms: int) -> None:
+    """One tick; then, dispatching nothing new, wait up to `wait_ms` for the runs it started
+    and record their outcomes. Runs still active then are left to the next daemon."""
+    engine.start()
+    plan = engine.tick()
+    started = {c.run_id for c in plan.commands if isinstance(c, StartRun)}
+    if not started or wait_ms <= 0:
+        return
+    deadline = engine.clock.now() + wait_ms
+    _set_draining(engine, True)
+    try:
+        while _active(engine, started) and engine.clock.now() < deadline:
+            time.sleep(ONCE_POLL_S)
+            engine.tick()
+    finally:
+        _set_draining(engine, False)
+    left = _active(engine, started)
+    if left:
+        log.warning(
+            "%d runs still active after --drain-timeout; the next daemon collects them", left
+        )
+
+
+def _active(engine: Engine, run_ids: set[str]) -> int:
+    runs = engine.snapshot.runs
+    return sum(run_id in runs for run_id in run_ids)
+
+
+def _set_draining(engine: Engine, draining: bool) -> None:
+    engine.execute(ChangeOptions(attrs.evolve(engine.snapshot.options, draining=draining)))
+
+
+def _log_start(engine: Engine, settings: Settings) -> None:
+    s, o = engine.snapshot, engine.snapshot.options
     log.info(
         "started: ledger %s at position %d, %d schedules, %d active runs, state %s; "
         "max_workers=%d max_per_tick=%d batch_size=%d headroom=%d/%d%s",
-        args.ledger,
+        settings.ledger_url,
         s.position,
         len(s.schedules),
         s.active,
-        state_dir,
+        settings.state_dir,
         o.max_workers,
         o.max_per_tick,
         o.batch_size,
         o.slot_headroom,
         o.fallback_headroom,
-        f"; until {iso(until)}" if until is not None else "",
+        f"; until {iso(settings.until)}" if settings.until is not None else "",
     )
-    try:
-        if args.once:
-            engine.start()
-            engine.tick()
-        else:
-            engine.run(until=until, handle_signals=True, drain_timeout_ms=drain_timeout)
-    finally:
-        log.info(
-            "stopped at position %d, %d active runs",
-            engine.snapshot.position,
-            engine.snapshot.active,
-        )
-        engine.close()
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m cronledger.adapters.daemon`: `cronledger run` with a `--log-level` option."""
+    from cronledger.adapters.cli.main import main as cli_main
+
+    parser = argparse.ArgumentParser(prog="cronledger-daemon", add_help=False)
+    parser.add_argument("--ledger", default=None)
+    parser.add_argument("--state-dir", default=None)
+    parser.add_argument("--log-level", default="INFO")
+    args, rest = parser.parse_known_args(argv)
+    words = ["--ledger", args.ledger] if args.ledger else []
+    words += ["--state-dir", args.state_dir] if args.state_dir else []
+    level = args.log_level.upper()
+    verbosity = {"DEBUG": ["-v"], "INFO": []}.get(level, ["-q"])
+    return cli_main([*words, "run", *verbosity, *rest])
 
 
 if __name__ == "__main__":
+    import sys
+
     sys.exit(main())

@@ -143,8 +143,16 @@ def _runtime_duration(text: str, whole: str) -> int:
         ) from None
 
 
-def parse_runtime(text: str) -> Runtime:
-    """'30s' or 'fixed:30s', 'uniform:10s..2m', 'exp:45s' (mean), 'normal:1m,15s'."""
+def parse_runtime(text: str, field: str = "runtime") -> Runtime:
+    """'30s' or 'fixed:30s', 'uniform:10s..2m', 'exp:45s' (mean), 'normal:1m,15s'; errors
+    name `field` (the CLI passes its flag)."""
+    try:
+        return _runtime(text)
+    except InvalidInput as error:
+        raise InvalidInput(field, error.problem, error.fix) from None
+
+
+def _runtime(text: str) -> Runtime:
     raw = text.strip().lower()
     kind, sep, rest = raw.partition(":")
     if not sep:
@@ -173,8 +181,16 @@ def parse_runtime(text: str) -> Runtime:
 _OUTAGE_FIX = "use START..END with ISO-8601 instants, e.g. 2026-03-01T00:00Z..2026-03-01T06:00Z"
 
 
-def parse_outage(text: str) -> tuple[int, int]:
-    """'2026-03-01T00:00Z..2026-03-01T06:00Z' -> (start, end) in epoch ms, start < end."""
+def parse_outage(text: str, field: str = "outage") -> tuple[int, int]:
+    """'2026-03-01T00:00Z..2026-03-01T06:00Z' -> (start, end) in epoch ms, start < end; errors
+    name `field` (the CLI passes its flag)."""
+    try:
+        return _outage(text)
+    except InvalidInput as error:
+        raise InvalidInput(field, error.problem, error.fix) from None
+
+
+def _outage(text: str) -> tuple[int, int]:
     first, dots, second = text.strip().partition("..")
     if not dots:
         raise InvalidInput("outage", f"{text!r} is not a range", _OUTAGE_FIX)

@@ -278,22 +278,6 @@ def bad(case: str, command: str, *mentions: str, marks: Any = (), **shot: Any) -
     return pytest.param(Shot(tuple(shlex.split(command)), **shot), mentions, id=case, marks=marks)
 
 
-XFAIL_NAIVE = pytest.mark.xfail(
-    strict=True,
-    reason="a naive instant gets Python-API advice ('pass an aware datetime, e.g. "
-    "datetime(..., tzinfo=ZoneInfo(...))') where `add --at` says 'add Z or an offset'",
-)
-XFAIL_FLAG = pytest.mark.xfail(
-    strict=True, reason="the error names the option's internal name, not its --flag"
-)
-XFAIL_RUNS = pytest.mark.xfail(strict=True, reason="`show --runs 0` blames --limit")
-XFAIL_RUN_OPTIONS = pytest.mark.xfail(
-    strict=True,
-    reason="`run` records OptionsChanged (--max-workers) before it rejects --for, so bad input "
-    "changes the ledger",
-)
-
-
 # --- help --------------------------------------------------------------------------------------
 
 COMMANDS = (
@@ -354,6 +338,47 @@ def test_debug_shows_the_traceback(shots: Shots, shot: Shot) -> None:
     assert done.returncode == 2
     assert "Traceback" in done.stderr
     assert done.stderr.splitlines()[-1].startswith("cronledger: error: unknown schedule 'nope'")
+
+
+@pytest.mark.parametrize("shot", [Shot(("--version",), ledger="")], ids=["version"])
+def test_version_prints_the_package_version(shots: Shots, shot: Shot) -> None:
+    from importlib.metadata import version
+
+    done = shots[shot].done
+    assert done.returncode == 0, shown(done)
+    assert done.stdout == f"cronledger {version('cronledger')}\n"
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize("shot", [Shot((), ledger="missing")], ids=["no-command"])
+def test_no_command_prints_a_short_usage_the_commands_and_one_error(
+    shots: Shots, shot: Shot
+) -> None:
+    done = shots[shot].done
+    assert done.returncode == 2, shown(done)
+    assert "options:" not in done.stderr, "the full help was printed"
+    assert f"commands: {', '.join(COMMANDS)}\n" in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("cronledger: error: a COMMAND is required")
+
+
+@pytest.mark.parametrize(
+    ("shot", "help_of"),
+    [
+        (Shot(tuple(shlex.split("add x --every 1m --bogus -- true"))), "cronledger add"),
+        (Shot(("history", "--bogus")), "cronledger history"),
+        (Shot(("run", "--once", "--bogus")), "cronledger run"),
+        (Shot(("--bogus",)), "cronledger"),
+    ],
+    ids=["add", "history", "run", "top-level"],
+)
+def test_an_unrecognized_argument_points_to_the_help_of_the_command_in_use(
+    shots: Shots, shot: Shot, help_of: str
+) -> None:
+    result = shots[shot]
+    line = one_error_line(result.done, 2, ["--bogus"])
+    assert line.startswith("cronledger: error: unrecognized arguments: --bogus")
+    assert line.endswith(f"(see `{help_of} --help`)")
+    result.unchanged()
 
 
 # --- add, show, update, pause, resume, remove, trigger, submit -------------------------------
@@ -494,6 +519,41 @@ def test_pause_resume_remove_and_trigger_show_in_list(seeded: Cli) -> None:
     assert seeded.json("history", "job")["runs"] == []  # a removed schedule keeps its history
 
 
+def test_update_with_a_new_command_keeps_env_cwd_and_fallback(cli: Cli, tmp_path: Path) -> None:
+    cli.ok("add", "x", "--every", "1h", "--env", "A=1", "--cwd", str(tmp_path),
+           "--fallback", "echo fb", "--", "echo", "old")  # fmt: skip
+    cli.ok("update", "x", "--", "echo", "new")
+    target = schedules_in(cli)["x"]["spec"]["target"]
+    assert target == {
+        "kind": "command",
+        "argv": ["echo", "new"],
+        "env": {"A": "1"},
+        "cwd": str(tmp_path),
+        "fallback": ["echo", "fb"],
+    }
+    cli.ok("update", "x", "--env", "B=2", "--", "echo", "newer")  # a flag given replaces
+    target = schedules_in(cli)["x"]["spec"]["target"]
+    assert (target["argv"], target["env"], target["cwd"]) == (
+        ["echo", "newer"],
+        {"B": "2"},
+        str(tmp_path),
+    )
+
+
+def test_update_to_misfire_skip_drops_the_catch_up_window(cli: Cli) -> None:
+    cli.ok("add", "x", "--every", "1h", "--misfire", "catch-up", "--catch-up-window", "2h",
+           "--", "true")  # fmt: skip
+    cli.ok("update", "x", "--misfire", "skip")
+    spec = schedules_in(cli)["x"]["spec"]
+    assert (spec["misfire"], spec["catch_up_window_ms"]) == ("skip", None)
+
+
+def test_submit_records_the_task_as_user_cli(cli: Cli) -> None:
+    submitted = cli.json("submit", "--", "true")["submitted"]
+    (entry,) = cli.json("status")["queue"]
+    assert (entry["id"], entry["principal"]) == (submitted, "user:cli")
+
+
 def test_submit_shows_in_the_status_queue(seeded: Cli) -> None:
     first = seeded.json(
         "submit", "--priority", "5", "--retries", "2", "--timeout", "30s", "--", "echo", "hi"
@@ -584,31 +644,23 @@ BAD_INPUT = [
     # the read commands and the audit tools
     bad("history-since", "history --since yesterday", "--since"),
     bad("history-limit", "history --limit 0", "--limit"),
-    bad("show-runs", "show often --runs 0", "--runs", marks=XFAIL_RUNS),
+    bad("show-runs", "show often --runs 0", "--runs"),
     bad("explain-at", "explain often --at bad", "--at"),
     bad("explain-at-before", "explain often --at 2020-01-01T00:00:00Z", "--at"),
     bad("replay-neither", "replay", "--at", "--position"),
     bad("replay-beyond", "replay --position 99", "--position", "99"),
     bad("replay-at", "replay --at garbage", "--at"),
     bad("replay-both", "replay --at 2026-01-01T00:00:00Z --position 1", "--position"),
-    bad("replay-at-naive", "replay --at 2026-01-01T00:00:00", "--at", "offset", marks=XFAIL_NAIVE),
-    bad(
-        "history-naive",
-        "history --since 2026-01-01T00:00:00",
-        "--since",
-        "offset",
-        marks=XFAIL_NAIVE,
-    ),
+    bad("replay-at-naive", "replay --at 2026-01-01T00:00:00", "--at", "offset"),
+    bad("history-naive", "history --since 2026-01-01T00:00:00", "--since", "offset"),
     # run: the daemon refuses before it starts
     bad("run-for", "run --for 5x", "--for"),
     bad("run-until", "run --until tomorrow", "--until"),
     bad("run-drain-timeout", "run --drain-timeout zz --once", "--drain-timeout"),
     bad("run-config", "run --config missing.toml --once", "missing.toml"),
-    bad("run-config-flag", "run --config missing.toml --once -q", "--config", marks=XFAIL_FLAG),
-    bad("run-max-workers", "run --max-workers 0 --once", "--max-workers", marks=XFAIL_FLAG),
-    bad(
-        "run-options-then-bad-for", "run --max-workers 4 --for 5x", "--for", marks=XFAIL_RUN_OPTIONS
-    ),
+    bad("run-config-flag", "run --config missing.toml --once -q", "--config"),
+    bad("run-max-workers", "run --max-workers 0 --once", "--max-workers"),
+    bad("run-options-then-bad-for", "run --max-workers 4 --for 5x", "--for"),
     # apply
     bad("apply-missing-file", "apply missing.toml", "missing.toml", "does not exist"),
     bad(
@@ -681,6 +733,111 @@ def test_apply_refuses_a_bad_file(shots: Shots, shot: Shot, mentions: tuple[str,
     result.unchanged()
 
 
+@pytest.mark.parametrize(
+    ("shot", "mentions"),
+    [
+        bad("cron-every", "add x --every 1m --cron '* * * * *' -- true", "--every", "--cron"),
+        bad("every-at", "add x --every 1m --at 2030-01-01T00:00:00Z -- true", "--at", "--every"),
+        bad("tz-every", "add x --every 1m --tz UTC -- true", "--tz", "--cron"),
+        bad(
+            "anchor-cron",
+            "add x --cron '0 3 * * *' --anchor 2026-01-01T00:00:00Z -- true",
+            "--anchor",
+            "--every",
+        ),
+        bad("call-command", "add x --every 1m --call f -- true", "--call", "COMMAND"),
+        bad("call-cwd", "add x --every 1m --call f --cwd /tmp", "--cwd", "--call"),
+        bad(
+            "backoff-no-retries", "add x --every 1m --backoff 5s -- true", "--backoff", "--retries"
+        ),
+        bad(
+            "window-no-catch-up",
+            "add x --every 1m --catch-up-window 1h -- true",
+            "--catch-up-window",
+            "--misfire catch-up",
+        ),
+        bad("update-call-env", "update job --env A=1", "--env", "--call"),
+        bad("submit-call-command", "submit --call f -- true", "--call", "COMMAND"),
+    ],
+)
+def test_a_flag_conflict_names_the_flags_not_file_keys(
+    shots: Shots, shot: Shot, mentions: tuple[str, ...]
+) -> None:
+    result = shots[shot]
+    line = one_error_line(result.done, 2, mentions)
+    assert not re.search(r"\b(keep exactly one|set retries|misfire=|drop the window)\b", line)
+    assert line.startswith(f"cronledger: error: {mentions[0]}: ")
+    result.unchanged()
+
+
+@pytest.mark.parametrize(
+    ("shot", "mentions"),
+    [
+        bad("add-timeout", "add x --every 1m --timeout -5s -- true", "--timeout", "-5s"),
+        bad("add-every", "add x --every -5m -- true", "--every", "-5m"),
+        bad("add-grace", "add x --every 1m --grace -1m -- true", "--grace", "-1m"),
+        bad("submit-timeout", "submit --timeout -5s -- true", "--timeout", "-5s"),
+        bad("submit-timeout-equals", "submit --timeout=-5s -- true", "--timeout", "-5s"),
+        bad("run-for", "run --for -5s", "--for", "-5s"),
+    ],
+)
+def test_a_negative_duration_is_refused_with_or_without_equals(
+    shots: Shots, shot: Shot, mentions: tuple[str, ...]
+) -> None:
+    result = shots[shot]
+    line = one_error_line(result.done, 2, mentions)
+    assert re.search(r"must be (positive|0 or more)", line), line
+    result.unchanged()
+    assert result.created == frozenset(), "files were created"
+
+
+@pytest.mark.parametrize(
+    ("shot", "mentions"),
+    [
+        bad("for", "run --for 5x", "--for"),
+        bad("max-workers", "run --max-workers 0 --once", "--max-workers"),
+        bad("config", "run --config missing.toml --once", "--config", "missing.toml"),
+        bad(
+            "config-key",
+            "run --config {dir}/c.toml --once",
+            "--config",
+            "options.max_wrkers",
+            files=(("c.toml", "[options]\nmax_wrkers = 2\n"),),
+        ),
+        bad("until-past", "run --until 2020-01-01T00:00:00Z", "--until", "future"),
+        bad("until-naive", "run --until 2030-01-01T00:00:00", "--until", "offset"),
+        bad("until-and-for", f"run --until {future()} --for 5s", "--for", "--until"),
+        bad("once-and-for", "run --once --for 5s", "--for", "--once"),
+        bad("drain-timeout", "run --once --drain-timeout -1s", "--drain-timeout"),
+        bad("ledger", "run --once", "--ledger", "foo", ledger="foo://x"),
+        bad(
+            "ledger-dir",
+            "run --once",
+            "--ledger",
+            "no-such-dir",
+            ledger="sqlite:///{dir}/no-such-dir/x.db",
+        ),
+    ],
+)
+def test_run_errors_are_one_error_line_naming_the_flag(
+    shots: Shots, shot: Shot, mentions: tuple[str, ...]
+) -> None:
+    result = shots[shot]
+    line = one_error_line(result.done, 2, mentions)
+    assert line.startswith(f"cronledger: error: {mentions[0]}: "), line
+    result.unchanged()
+    assert result.created == frozenset(), "files were created"
+
+
+@pytest.mark.parametrize(
+    "shot", [Shot(("explain", "often", "--at", "2020-01-01T00:00:00Z"))], ids=["explain"]
+)
+def test_explain_at_errors_name_the_flag(shots: Shots, shot: Shot) -> None:
+    result = shots[shot]
+    line = one_error_line(result.done, 2, ["--at"])
+    assert line.startswith("cronledger: error: --at: 'often' does not exist yet"), line
+
+
 # --- ledgers that cannot be opened -------------------------------------------------------------
 
 NO_DIR = "sqlite:///{dir}/no-such-dir/x.db"
@@ -713,15 +870,9 @@ def test_a_ledger_url_that_cannot_be_opened(
 ) -> None:
     result = shots[shot]
     one_error_line(result.done, 2, mentions)
-    if shot.args[0] != "run":  # see the two xfail tests below
-        assert result.created == frozenset(), "files were created"
+    assert result.created == frozenset(), "files were created"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`run` creates the missing directory (making its state dir) and a new ledger in it, "
-    "where add, apply and submit refuse with exit 2",
-)
 @pytest.mark.parametrize("shot", [Shot(("run", "--once", "-q"), ledger=NO_DIR)], ids=["run"])
 def test_run_on_a_ledger_in_a_missing_directory(shots: Shots, shot: Shot) -> None:
     result = shots[shot]
@@ -729,11 +880,6 @@ def test_run_on_a_ledger_in_a_missing_directory(shots: Shots, shot: Shot) -> Non
     one_error_line(result.done, 2, ["ledger", "no-such-dir"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`run` makes its state dir (./cronledger-runs) before it opens the ledger, so a URL "
-    "that cannot be opened still leaves a directory behind",
-)
 @pytest.mark.parametrize("shot", [Shot(("run", "--once"), ledger="foo://x")], ids=["run"])
 def test_run_on_a_ledger_url_that_cannot_be_opened_leaves_nothing(shots: Shots, shot: Shot) -> None:
     result = shots[shot]
@@ -770,9 +916,6 @@ def test_a_command_on_a_missing_ledger_file(
     assert result.created == frozenset(), "a ledger was created"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="add and submit open (and so create) the ledger before checking the input"
-)
 @pytest.mark.parametrize(
     ("shot", "mentions"),
     [
@@ -944,11 +1087,6 @@ def test_explain_a_run_and_a_schedule(ran: Ran) -> None:
     assert "\nrule: §8" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`--json explain` gives `at` as epoch ms and `at_iso` as text; the documented JSON "
-    "convention (adapters/audit.py) is `at` = ISO text and `at_ms` = epoch ms",
-)
 def test_explain_json_follows_the_instant_convention(ran: Ran) -> None:
     x = ran.cli.json("explain", "ok")
     assert isinstance(x["at"], str) and x["at"].endswith("Z")
@@ -1021,7 +1159,7 @@ def test_run_once_then_logs_while_the_run_files_exist(cli: Cli) -> None:
     argv = ("sh", "-c", "echo to-out; echo to-err >&2")
     cli.ok("add", "yearly", "--cron", "0 0 1 1 *", "--", *argv)
     request = cli.json("trigger", "yearly")["request_id"]
-    done = cli("run", "--once", "-q")
+    done = cli("run", "--once", "-q", "--drain-timeout", "0s")  # leave the run to the next daemon
     assert done.returncode == 0, shown(done)
 
     deadline = time.monotonic() + 20
@@ -1044,6 +1182,19 @@ def test_run_once_then_logs_while_the_run_files_exist(cli: Cli) -> None:
     text, verified = concurrently([lambda: cli.ok("logs", run["run_id"]), lambda: cli.ok("verify")])
     assert "to-err" in text
     assert verified.startswith("verify OK")
+
+
+def test_run_once_waits_for_the_runs_it_started_and_records_them(cli: Cli) -> None:
+    cli.ok("add", "yearly", "--cron", "0 0 1 1 *", "--", "sh", "-c", "sleep 0.5; echo done")
+    cli.ok("trigger", "yearly")
+    done = cli("run", "--once", "-q")
+    assert done.returncode == 0, shown(done)
+    (run,) = cli.json("history", "yearly")["runs"]
+    assert (run["outcome"], run["exit_code"]) == ("succeeded", 0)
+    status = cli.json("status")
+    assert status["runs"] == [] and status["health"]["draining"] is False
+    assert cli.ok("verify").startswith("verify OK")
+    assert "--drain-timeout" in cli.ok("run", "--help")
 
 
 # --- replay ------------------------------------------------------------------------------------
@@ -1171,13 +1322,12 @@ FROM_TO = " ".join(MONTH)
             file="{dir}/bad.toml",
             files=(("bad.toml", '[schedules.a]\nevery = "1m"\ncommand = ["true"]\nretires = 2\n'),),
         ),
-        _sim("runtime-flag", f"{FROM_TO} --runtime bogus --seed 1", "--runtime", marks=XFAIL_FLAG),
-        _sim("outage-flag", f"{FROM_TO} --outage garbage --seed 1", "--outage", marks=XFAIL_FLAG),
+        _sim("runtime-flag", f"{FROM_TO} --runtime bogus --seed 1", "--runtime"),
+        _sim("outage-flag", f"{FROM_TO} --outage garbage --seed 1", "--outage"),
         _sim(
             "from-naive",
             "--from 2026-01-01T00:00:00 --to 2026-02-01T00:00:00Z",
             *("--from", "offset"),
-            marks=XFAIL_NAIVE,
         ),
     ],
 )

@@ -29,10 +29,10 @@ def test_options_are_read_from_the_options_table(tmp_path: Path) -> None:
     [
         ("[options]\nmax_wrkers = 4\n", "options.max_wrkers"),
         ('[options]\nmax_workers = "four"\n', "options.max_workers"),
-        ("[options]\nmax_workers = 0\n", "max_workers"),
-        ("[options]\nslot_headroom = -1\n", "slot_headroom"),
+        ("[options]\nmax_workers = 0\n", "options.max_workers"),
+        ("[options]\nslot_headroom = -1\n", "options.slot_headroom"),
         ('[options]\nmisfire_grace = "soon"\n', "options.misfire_grace"),
-        ("[options\nmax_workers = 4\n", "config"),
+        ("[options\nmax_workers = 4\n", "--config"),
     ],
 )
 def test_a_bad_options_file_names_the_key_and_the_fix(

@@ -8,6 +8,7 @@ from cronledger.adapters import audit
 from cronledger.adapters.cli import output as o
 from cronledger.adapters.cli.context import Context
 from cronledger.adapters.cli.read_commands import target_text
+from cronledger.adapters.cli.values import instant
 from cronledger.adapters.schedules_file import load_schedules
 from cronledger.adapters.simulate import (
     Comparison,
@@ -17,20 +18,22 @@ from cronledger.adapters.simulate import (
     parse_runtime,
     simulate,
 )
-from cronledger.domain.instants import parse_instant
 from cronledger.domain.triggers import describe
 from cronledger.errors import InvalidInput
 
 
 def explain(ctx: Context, args: argparse.Namespace) -> int:
-    at = parse_instant(args.at, "--at") if args.at else None
+    at = instant(args.at, "--at") if args.at else None
     ledger = ctx.open()
     try:
         x = audit.explain_subject(ledger, args.subject, at)
+    except InvalidInput as error:  # the explainer names its parameters; name the CLI's
+        flag = {"at": "--at", "subject": "RUN_ID|NAME"}.get(error.field, error.field)
+        raise InvalidInput(flag, error.problem, error.fix) from None
     finally:
         ledger.close()
     if ctx.json:
-        o.emit_json(x.to_json())
+        o.emit_json(audit.explanation_json(x))
         return 0
     where = f" (ledger position {x.position}, {o.when(x.at)})" if x.position is not None else ""
     o.line(f"{x.kind} {x.subject}: {x.decision}{where}")
@@ -50,7 +53,7 @@ def explain(ctx: Context, args: argparse.Namespace) -> int:
 def replay(ctx: Context, args: argparse.Namespace) -> int:
     if args.at is None and args.position is None:
         raise InvalidInput("replay", "needs a point in time", "give --at INSTANT or --position N")
-    at = parse_instant(args.at, "--at") if args.at else None
+    at = instant(args.at, "--at") if args.at else None
     ledger = ctx.open()
     try:
         with o.progress("replaying", not ctx.json) as update:
@@ -133,8 +136,8 @@ def verify(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def simulate_command(ctx: Context, args: argparse.Namespace) -> int:
-    start = parse_instant(args.from_, "--from")
-    end = parse_instant(args.to, "--to")
+    start = instant(args.from_, "--from")
+    end = instant(args.to, "--to")
     if end <= start:
         raise InvalidInput(
             "--to", "must be after --from", "e.g. --from 2026-01-01T00:00Z --to 2027-01-01T00:00Z"
@@ -143,8 +146,8 @@ def simulate_command(ctx: Context, args: argparse.Namespace) -> int:
         raise InvalidInput(
             "--fail-rate", f"{args.fail_rate} is not a probability", "use 0..1, e.g. 0.05"
         )
-    runtime = parse_runtime(args.runtime)
-    outages = [parse_outage(text) for text in args.outage or []]
+    runtime = parse_runtime(args.runtime, "--runtime")
+    outages = [parse_outage(text, "--outage") for text in args.outage or []]
     reports: list[SimReport] = []
     for path in [args.file, *([args.compare] if args.compare else [])]:
         file = load_schedules(path, now_ms=start)

@@ -11,7 +11,7 @@ from cronledger.adapters.clock import SystemClock
 from cronledger.adapters.daemon import default_state_dir
 from cronledger.adapters.engine import Engine
 from cronledger.adapters.ledger import Ledger, open_ledger
-from cronledger.errors import InvalidInput
+from cronledger.errors import InvalidInput, LedgerError
 
 DEFAULT_LEDGER = "sqlite:///cronledger.db"
 
@@ -41,7 +41,10 @@ class Context:
                 "pass the right --ledger (or set CRONLEDGER_LEDGER), "
                 "or create one with `cronledger add` or `cronledger apply`",
             )
-        return open_ledger(self.ledger_url)
+        try:
+            return open_ledger(self.ledger_url)
+        except LedgerError as error:  # its text says what to fix; name the flag that gave it
+            raise InvalidInput("--ledger", str(error)) from error
 
     def engine(self, *, must_exist: bool = False) -> Engine:
         """An engine without runners: records commands; the daemon (`cronledger run`) runs them."""

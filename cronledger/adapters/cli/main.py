@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from cronledger.adapters.cli import audit_commands as audit_cmd
 from cronledger.adapters.cli import read_commands as read_cmd
+from cronledger.adapters.cli import run_command as run_cmd
 from cronledger.adapters.cli import write_commands as write_cmd
 from cronledger.adapters.cli.context import DEFAULT_LEDGER, Context
+from cronledger.adapters.cli.run_command import add_run_flags
 from cronledger.adapters.cli.schedule_flags import add_schedule_flags
 from cronledger.errors import (
     CronledgerError,
@@ -30,30 +33,27 @@ BAD_INPUT = (InvalidInput, UnknownSchedule, UnknownEntry, DuplicateSchedule, Led
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit code 2."""
+    """argparse, but a usage error is one line and exit code 2, and `-5s` is a value."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # `--timeout -5s` gives -5s to --timeout (for a clear "must be positive" error), as
+        # argparse does for `-5`; no cronledger option starts with a digit.
+        self._negative_number_matcher = re.compile(r"^-\d")
+        self.commands: dict[str, Parser] = {}
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"cronledger: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"cronledger: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _run(ctx: Context, args: argparse.Namespace) -> int:
-    from cronledger.adapters import daemon
+class Version(argparse.Action):
+    """`--version`: the installed package's version, looked up only when asked for."""
 
-    argv = ["--ledger", ctx.ledger_url, "--drain-timeout", args.drain_timeout]
-    argv += ["--log-level", "WARNING" if args.quiet else ("DEBUG" if args.verbose else "INFO")]
-    if ctx.state_dir is not None:
-        argv += ["--state-dir", str(ctx.state_dir)]
-    for flag, value in (
-        ("--config", args.config),
-        ("--max-workers", args.max_workers),
-        ("--until", args.until),
-        ("--for", args.duration),
-    ):
-        if value is not None:
-            argv += [flag, str(value)]
-    if args.once:
-        argv.append("--once")
-    return daemon.main(argv)
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> NoReturn:
+        from cronledger import __version__
+
+        sys.stdout.write(f"cronledger {__version__}\n")
+        parser.exit(0)
 
 
 def build_parser() -> Parser:
@@ -68,6 +68,7 @@ def build_parser() -> Parser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action=Version, nargs=0, help="print the version and exit")
     p.add_argument(
         "--state-dir", type=Path, default=None, help="run files (default beside the ledger)"
     )
@@ -76,6 +77,7 @@ def build_parser() -> Parser:
     def command(name: str, handler: Handler, text: str) -> Parser:
         c = sub.add_parser(name, help=text, description=text)
         c.set_defaults(handler=handler)
+        p.commands[name] = c
         if name in ("add", "update", "submit"):
             c.epilog = "Give the job's command last, after `--`: ... -- PROGRAM ARGS..."
         return c
@@ -131,15 +133,8 @@ def build_parser() -> Parser:
     c = command("logs", read_cmd.logs, "a run's captured output tail")
     c.add_argument("run_id", metavar="RUN_ID")
 
-    c = command("run", _run, "the daemon: fire schedules and run their jobs until stopped")
-    c.add_argument("--max-workers", type=int, default=None)
-    c.add_argument("--once", action="store_true", help="one tick, then stop")
-    c.add_argument("--until", default=None, metavar="INSTANT")
-    c.add_argument("--for", dest="duration", default=None, metavar="DURATION", help="e.g. 15s")
-    c.add_argument("--config", type=Path, default=None, help="TOML file with [options]")
-    c.add_argument("--drain-timeout", default="60s", metavar="DURATION")
-    c.add_argument("-q", "--quiet", action="store_true", help="only warnings")
-    c.add_argument("-v", "--verbose", action="store_true", help="debug output")
+    c = command("run", run_cmd.run, "the daemon: fire schedules and run their jobs until stopped")
+    add_run_flags(c)
 
     c = command("explain", audit_cmd.explain, "why a run or a schedule did what it did")
     c.add_argument("subject", metavar="RUN_ID|NAME")
@@ -167,10 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in words:  # everything after `--` is the job's argv, never our options
         cut = words.index("--")
         words, command = words[:cut], words[cut + 1 :]
-    args = parser.parse_args(words)
+    args, extra = parser.parse_known_args(words)
+    if extra:  # blame the command in use, and point to its help
+        where = parser.commands.get(args.command_name or "", parser)
+        where.error(f"unrecognized arguments: {' '.join(extra)}")
     args.command = command
     if getattr(args, "handler", None) is None:
-        parser.print_help(sys.stderr)
+        _no_command(parser)
         return 2
     ctx = Context.from_args(args)
     try:
@@ -182,6 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(ctx, error, 1)
     except KeyboardInterrupt:
         return 130
+
+
+def _no_command(parser: Parser) -> None:
+    """Like argparse for a missing argument: the usage, the commands and one error line."""
+    sys.stderr.write(parser.format_usage())
+    sys.stderr.write(f"commands: {', '.join(parser.commands)}\n")
+    sys.stderr.write("cronledger: error: a COMMAND is required (see `cronledger --help`)\n")
 
 
 def _fail(ctx: Context, error: Exception, code: int) -> int:

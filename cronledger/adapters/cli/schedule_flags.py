@@ -6,6 +6,7 @@ import argparse
 import shlex
 from typing import Any
 
+from cronledger.adapters.cli.values import duration
 from cronledger.domain.hours import Window
 from cronledger.domain.instants import iso
 from cronledger.domain.triggers import At, Cron, Every
@@ -57,6 +58,16 @@ FLAGS: dict[str, tuple[str, dict[str, Any], str]] = {
     "fire_limit": ("--fire-limit", {"type": int, "metavar": "N"}, "complete after N fires"),
 }
 TRIGGER_KEYS = ("cron", "every", "at")
+# duration keys -> whether 0 is allowed (the file parser checks the rest)
+DURATION_KEYS = {
+    "every": False,
+    "misfire_grace": True,
+    "catch_up_window": True,
+    "backoff": True,
+    "max_backoff": True,
+    "timeout": False,
+    "jitter": True,
+}
 FLAG_OF = {key: flag for key, (flag, _, _) in FLAGS.items()} | {
     "command": "COMMAND",
     "env": "--env",
@@ -83,6 +94,9 @@ def table_from_args(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, key)
         if value is not None:
             table[key] = value
+    for key, zero_ok in DURATION_KEYS.items():
+        if key in table:
+            duration(table[key], FLAG_OF[key], zero_ok=zero_ok)  # e.g. -5s: "must be positive"
     if "fallback" in table:
         table["fallback"] = shlex.split(table["fallback"])
     if args.env is not None:
@@ -158,14 +172,56 @@ def overlay(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
             merged.pop(key, None)
         if "cron" not in changes and "timezone" not in changes:
             merged.pop("timezone", None)
-    if "call" in changes or "command" in changes:
-        for key in ("call", "command", "env", "cwd", "fallback"):
+    if "call" in changes:  # a callable takes none of the command's settings
+        for key in ("command", "env", "cwd", "fallback"):
             merged.pop(key, None)
+    if "command" in changes:  # a new argv keeps --env, --cwd and --fallback unless given
+        merged.pop("call", None)
     if "retries" in changes and changes["retries"] == 0:
         merged.pop("backoff", None)
         merged.pop("max_backoff", None)
+    if str(changes.get("misfire", "")).replace("-", "_") == "skip":
+        merged.pop("catch_up_window", None)  # the window is catch-up's only
     merged.update(changes)
     return merged
+
+
+def check_combination(table: dict[str, Any]) -> None:
+    """Refuse flags that cannot go together, naming the flags (the file's errors name keys)."""
+    given = [FLAG_OF[k] for k in TRIGGER_KEYS if k in table]
+    if len(given) > 1:
+        raise InvalidInput(
+            given[1], f"cannot be combined with {given[0]}", "give one of --cron, --every or --at"
+        )
+    if "timezone" in table and "cron" not in table:
+        raise InvalidInput(
+            "--tz",
+            "only applies with --cron",
+            "drop it; for hours in a zone use e.g. --active-hours 08:00-20:00@Europe/Berlin",
+        )
+    if "anchor" in table and "every" not in table:
+        raise InvalidInput("--anchor", "only applies with --every", "drop it")
+    if "call" in table:
+        if "command" in table:
+            raise InvalidInput(
+                "--call", "cannot be combined with a COMMAND after --", "give one of them"
+            )
+        for key in ("env", "cwd", "fallback"):
+            if key in table:
+                flag = FLAG_OF[key]
+                raise InvalidInput(flag, "only applies to a COMMAND, not to --call", "drop it")
+    if not table.get("retries"):
+        for key in ("backoff", "max_backoff"):
+            if key in table:
+                fix = "add --retries N, or drop it"
+                raise InvalidInput(FLAG_OF[key], "only applies with --retries 1 or more", fix)
+    misfire = str(table.get("misfire", "skip")).replace("-", "_")
+    if "catch_up_window" in table and misfire != "catch_up":
+        raise InvalidInput(
+            "--catch-up-window",
+            "only applies with --misfire catch-up",
+            "add --misfire catch-up, or drop it",
+        )
 
 
 def as_flag_error(error: InvalidInput) -> InvalidInput:

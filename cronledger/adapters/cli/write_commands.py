@@ -12,17 +12,19 @@ from cronledger.adapters.cli import output as o
 from cronledger.adapters.cli.context import Context, sqlite_path
 from cronledger.adapters.cli.schedule_flags import (
     as_flag_error,
+    check_combination,
     overlay,
     table_from_args,
     table_from_spec,
 )
+from cronledger.adapters.cli.values import duration
 from cronledger.adapters.engine import Engine
 from cronledger.adapters.schedules_file import load_schedules, spec_from_table
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
 from cronledger.domain.apply_plan import ApplyPlan
-from cronledger.domain.durations import parse_duration
 from cronledger.domain.state import EMPTY
+from cronledger.domain.validation import validate_target
 from cronledger.domain.values import Call, Command, ScheduleSpec, Target
 from cronledger.errors import InvalidInput, UnknownSchedule
 
@@ -54,8 +56,9 @@ def add(ctx: Context, args: argparse.Namespace) -> int:
         raise InvalidInput(
             "COMMAND", "is missing", "end with `-- PROGRAM ARGS...`, or give --call NAME"
         )
+    check_combination(table)
+    spec = _spec(args.name, table, ctx.now())  # bad input fails here, before a ledger exists
     engine = ctx.engine()
-    spec = _spec(args.name, table, ctx.now())
     events = engine.execute(cmd.AddSchedule(spec))
     added = events[0]
     assert isinstance(added, ev.ScheduleAdded)
@@ -80,6 +83,7 @@ def update(ctx: Context, args: argparse.Namespace) -> int:
     if state is None:
         raise UnknownSchedule(args.name)
     merged = overlay(table_from_spec(state.spec), changes)
+    check_combination(merged)
     spec = _spec(args.name, merged, ctx.now(), past_at_ok="at" not in changes)
     spec = attrs.evolve(spec, principal=state.spec.principal)
     if spec == state.spec:
@@ -126,13 +130,29 @@ def trigger(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def submit(ctx: Context, args: argparse.Namespace) -> int:
+    task = _task(args)  # bad input fails here, before a ledger exists
+    engine = ctx.engine()
+    [queued] = engine.execute(task)
+    assert isinstance(queued, ev.EntryQueued)
+    if ctx.json:
+        o.emit_json({"submitted": queued.entry_id, "held": args.hold})
+    else:
+        held = f", held ({args.hold}) until released" if args.hold else ""
+        o.line(f"submitted {queued.entry_id}{held}")
+    return 0
+
+
+def _task(args: argparse.Namespace) -> cmd.SubmitTask:
+    """`submit`'s flags as a validated command, recorded as `user:cli`'s."""
     argv = list(args.command or [])
     if argv and argv[0] == "--":
         argv = argv[1:]
     target: Target
     if args.call is not None:
         if argv:
-            raise InvalidInput("--call", "cannot be combined with a COMMAND", "give one of them")
+            raise InvalidInput(
+                "--call", "cannot be combined with a COMMAND after --", "give one of them"
+            )
         target = Call(args.call)
     elif argv:
         target = Command(tuple(argv))
@@ -140,23 +160,28 @@ def submit(ctx: Context, args: argparse.Namespace) -> int:
         raise InvalidInput(
             "COMMAND", "is missing", "end with `-- PROGRAM ARGS...`, or give --call NAME"
         )
+    try:
+        validate_target(target)
+    except InvalidInput as error:
+        flag = "--call" if args.call is not None else "COMMAND"
+        raise InvalidInput(flag, error.problem, error.fix) from None
+    if args.priority < 0:
+        raise InvalidInput(
+            "--priority", f"must be 0 or more, got {args.priority}", "e.g. --priority 5"
+        )
     if args.retries < 0:
-        raise InvalidInput("--retries", f"must be 0 or more, got {args.retries}", "e.g. 3")
-    engine = ctx.engine()
-    entry_id = engine.submit(
-        target,
+        raise InvalidInput(
+            "--retries", f"must be 0 or more, got {args.retries}", "e.g. --retries 3"
+        )
+    return cmd.SubmitTask(
+        target=target,
         priority=args.priority,
         hold=args.hold,
         max_attempts=args.retries + 1,
-        backoff_ms=parse_duration(args.backoff, "--backoff"),
-        timeout_ms=parse_duration(args.timeout, "--timeout") if args.timeout else None,
+        backoff_ms=duration(args.backoff, "--backoff", zero_ok=True),
+        timeout_ms=duration(args.timeout, "--timeout") if args.timeout is not None else None,
+        principal=CLI_PRINCIPAL,
     )
-    if ctx.json:
-        o.emit_json({"submitted": entry_id, "held": args.hold})
-    else:
-        held = f", held ({args.hold}) until released" if args.hold else ""
-        o.line(f"submitted {entry_id}{held}")
-    return 0
 
 
 def apply(ctx: Context, args: argparse.Namespace) -> int:
