@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
@@ -31,6 +31,7 @@ from cronledger.adapters.ledger import Ledger
 from cronledger.adapters.replay import catch_up, gc_paused
 from cronledger.adapters.snapshots import load_snapshot
 from cronledger.domain import events as ev
+from cronledger.domain.explain import Explanation, explain
 from cronledger.domain.health import Health
 from cronledger.domain.hours import Window
 from cronledger.domain.instants import from_ms
@@ -43,12 +44,6 @@ from cronledger.projectors import history as history_projector
 from cronledger.projectors.history import RunRecord
 from cronledger.projectors.snapshot import apply_all
 
-if TYPE_CHECKING:
-    # domain/explain.py is written in parallel; until it lands, Explanation is Any to mypy.
-    from cronledger.domain.explain import (  # type: ignore[import-not-found, unused-ignore]
-        Explanation,
-    )
-
 Progress = Callable[[int, int], None]
 PAGE = 10_000
 TAIL_BYTES = 64 * 1024
@@ -58,7 +53,6 @@ __all__ = [
     "active_run_json",
     "entry_json",
     "explain_subject",
-    "explanation_json",
     "health_json",
     "instant_json",
     "options_json",
@@ -225,10 +219,7 @@ def run_history(
 
 def explain_subject(ledger: Ledger, subject: str, at: int | None = None) -> Explanation:
     """Why a schedule, entry or run is where it is (`cronledger.domain.explain.explain`)."""
-    from cronledger.domain.explain import explain  # lands separately; imported when used
-
-    result: Explanation = explain(ledger.read(), subject, at)
-    return result
+    return explain(ledger.read(), subject, at)
 
 
 @attrs.frozen(kw_only=True)
@@ -496,21 +487,6 @@ def verify_json(report: VerifyReport) -> Json:
             "recorded": None if divergence.recorded is None else repr(divergence.recorded),
             "replanned": None if divergence.replanned is None else repr(divergence.replanned),
         },
-    }
-
-
-def explanation_json(x: Explanation) -> Json:
-    """`Explanation.to_json`'s keys, with the instant as `at` (ISO text) plus `at_ms`."""
-    return {
-        "subject": x.subject,
-        "kind": x.kind,
-        "decision": x.decision,
-        "rule": x.rule,
-        "position": x.position,
-        **instant_json("at", x.at),
-        "inputs": dict(x.inputs),
-        "sentences": list(x.sentences),
-        "timeline": [{"position": p, "fact": text} for p, text in x.timeline],
     }
 
 

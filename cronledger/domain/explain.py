@@ -49,15 +49,16 @@ class Explanation:
     timeline: tuple[tuple[int, str], ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        """Stable keys, JSON-serialisable values."""
+        """Stable keys, JSON-serialisable values; the instant as `at` (ISO-8601 UTC text) plus
+        `at_ms` (epoch ms), like every other `--json` output."""
         return {
             "subject": self.subject,
             "kind": self.kind,
             "decision": self.decision,
             "rule": self.rule,
             "position": self.position,
-            "at": self.at,
-            "at_iso": None if self.at is None else iso(self.at),
+            "at": None if self.at is None else iso(self.at),
+            "at_ms": self.at,
             "inputs": dict(self.inputs),
             "sentences": list(self.sentences),
             "timeline": [{"position": p, "fact": text} for p, text in self.timeline],

@@ -572,12 +572,13 @@ def test_to_json_has_stable_keys_and_serialises() -> None:
         "rule",
         "position",
         "at",
-        "at_iso",
+        "at_ms",
         "inputs",
         "sentences",
         "timeline",
     ]
-    assert data["at_iso"] == "2026-01-01T00:02:00.000Z"
+    assert data["at"] == "2026-01-01T00:02:00.000Z"
+    assert data["at_ms"] == T0 + 2 * MINUTE
     assert json.loads(json.dumps(data)) == data
 
 

@@ -33,7 +33,7 @@ def explain(ctx: Context, args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     if ctx.json:
-        o.emit_json(audit.explanation_json(x))
+        o.emit_json(x.to_json())
         return 0
     where = f" (ledger position {x.position}, {o.when(x.at)})" if x.position is not None else ""
     o.line(f"{x.kind} {x.subject}: {x.decision}{where}")
