@@ -95,7 +95,7 @@ class CallRunner:
             put = self._queue.put
             for job in jobs:
                 put(job)
-        elif self._exits and self._wake is not None:
+        if self._exits and self._wake is not None:  # unknown names, cancels: reported at once
             self._wake()
         return started
 
@@ -144,8 +144,11 @@ class CallRunner:
                     self._cancelled.discard(run_id)
                     continue
                 self._running.discard(run_id)
+                first = not self._exits
                 self._exits.append(exit)
-            if self._wake is not None:
+            if first and self._wake is not None:
+                # Only the first exit since the last poll wakes the engine: whoever appended
+                # the earlier ones has woken it already, and its next poll takes them all.
                 self._wake()
 
     def _cancel(self, command: CancelRun, now: int) -> None:

@@ -308,3 +308,55 @@ def test_a_start_confirmed_late_is_recorded_once_before_its_outcome_and_soon(run
     for run_id, (position, at) in assigned.items():
         assert position < started[run_id] < ended.get(run_id, 10**9)
         assert published[run_id] <= at + 20 + STARTED_WAIT_MS, run_id
+
+
+def _start(run_id: str, name: str) -> cmd.StartRun:
+    return cmd.StartRun(
+        run_id=run_id,
+        entry_id=run_id,
+        schedule_id=None,
+        attempt=1,
+        target=Call(name),
+        argv=(),
+        scheduled_for=T0,
+        deadline=None,
+    )
+
+
+def test_call_runner_wakes_the_engine_whenever_exits_wait_unpolled() -> None:
+    """Only the first exit after a poll signals a wake (a burst of calls wakes once), yet an
+    exit is never left waiting without one: not after a poll, and not for an unknown name
+    reported while other calls are still running."""
+    gate = threading.Event()
+    calls = CallRunner(2)
+    calls.register("noop", lambda: None)
+    calls.register("gated", lambda: gate.wait(10))
+    wakes: list[int] = []
+    woke = threading.Event()
+
+    def wake() -> None:
+        wakes.append(1)
+        woke.set()
+
+    calls.set_wake(wake)
+    calls.carry_out([_start("missing#1", "missing"), _start("g#1", "gated")], T0)
+    assert woke.wait(5), "an unknown name is reported at once, with a call still running"
+    assert [e.run_id for e in calls.poll(T0)] == ["missing#1"]
+
+    for burst in range(3):
+        woke.clear()
+        wakes.clear()
+        calls.carry_out([_start(f"n{burst}-{i}#1", "noop") for i in range(200)], T0)
+        assert woke.wait(5), "the first exit after a poll wakes the engine"
+        deadline = time.monotonic() + 5
+        while calls.active() > 1:  # the gated call is still running
+            assert time.monotonic() < deadline, "calls did not finish"
+            time.sleep(0.001)
+        assert len(calls.poll(T0)) == 200
+        assert len(wakes) == 1, "a burst of exits wakes the engine once per poll"
+    gate.set()
+    deadline = time.monotonic() + 5
+    while calls.active():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    calls.close()
