@@ -559,6 +559,4 @@ def open(
     calls = CallRunner(max_threads, clock=clock.now)
     processes = ProcessRunner(directory, clock=clock.now)
     engine = Engine(open_ledger(url), clock, Runners(processes, calls, clock.now))
-    calls.set_wake(engine.wake)
-    processes.set_wake(engine.wake)
     return Scheduler(engine, state_dir=directory)

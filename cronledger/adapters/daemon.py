@@ -53,8 +53,6 @@ def engine_on(ledger: Ledger, state_dir: Path, max_threads: int = 16) -> Engine:
     except BaseException:
         ledger.close()
         raise
-    calls.set_wake(engine.wake)
-    processes.set_wake(engine.wake)
     return engine
 
 

@@ -110,6 +110,9 @@ class Engine:
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
         self._snapshot: Snapshot = load_snapshot(ledger) or EMPTY
         self.refresh()
+        set_wake = getattr(runner, "set_wake", None)
+        if callable(set_wake):  # the runner cuts the loop's sleep short when exits are ready
+            set_wake(self.wake)
 
     @classmethod
     def open(cls, url: str, clock: Clock | None = None, runner: Runner | None = None) -> Engine:
@@ -342,7 +345,7 @@ class Engine:
 
     def _flush_started(self, *, wait: bool = True) -> None:
         """Append the deferred RunStarted facts now (no tick follows at once); without `wait`
-        only those already known (the runner wakes the loop for the rest)."""
+        only those already known (the loop wakes every STARTED_WAIT_MS for the rest)."""
         if not self._unrecorded:
             return
         later: list[tuple[Started, int]] = []

@@ -34,8 +34,9 @@ in the job's PATH and executable, else the fallback command), so the usual spawn
 reported at once as `spawn_failed` with the OS error (and an "!error" `.st`, which a restart
 reports again). It then sends the batch in one message and returns without waiting. The
 `Started` it returns settle when the supervisor answers (reading their `pid` waits for it);
-`poll` never waits: the engine records each RunStarted with a later tick once it is settled,
-so the loop goes on while the supervisor spawns. A program that passes the checks but that
+`poll` does not wait for it (it only gives up a supervisor silent for REPLY_TIMEOUT_S): the
+engine records each RunStarted with a later tick once settled, so the loop goes on while the
+supervisor spawns. A program that passes the checks but that
 exec refuses (no `#!` line: Exec format error; removed in between) gets a `Started` without a
 pid and then a `spawn_failed` exit. Exits come back as messages, each sent only after the
 status is in the `.st` and the lock released. Cancel and timeout: the supervisor sends SIGTERM
@@ -341,13 +342,15 @@ class _PendingStarted(Started):
     """A `Started` handed back before the supervisor has answered: `settled` is False until
     the answer comes, and reading `pid` or `fallback` waits for it."""
 
-    __slots__ = ("_done", "_give_up", "_value")
+    __slots__ = ("_done", "_give_up", "_value", "handed_at")
     _done: threading.Event
     _give_up: Callable[[], None]
     _value: tuple[int | None, bool]
+    handed_at: float  # time.monotonic() when the request was sent
 
     def __init__(self, run_id: str, fallback: bool, give_up: Callable[[], None]) -> None:
         object.__setattr__(self, "run_id", run_id)
+        object.__setattr__(self, "handed_at", time.monotonic())
         object.__setattr__(self, "_done", threading.Event())
         object.__setattr__(self, "_value", (None, fallback))
         object.__setattr__(self, "_give_up", give_up)
@@ -476,9 +479,15 @@ class ProcessRunner:
         return self._hand_over(items, now)
 
     def poll(self, now: int) -> list[RunExit]:
-        """Exits seen since the last poll, each once, by finish time then run id (never
-        waits: the supervisor answers a batch before it reports any exit of it, so a run's
-        `Started` is settled by the time its exit is here)."""
+        """Exits seen since the last poll, each once, by finish time then run id. Never waits
+        (the supervisor answers a batch before it reports any exit of it), but gives up a
+        supervisor that has left a request unanswered for REPLY_TIMEOUT_S: the connection is
+        dropped and the watcher settles the runs from their files (RunLost where never
+        spawned), so a hung supervisor cannot hold a slot forever."""
+        with self._lock:
+            oldest = min((p.handed_at for p in self._pending.values()), default=None)
+        if oldest is not None and time.monotonic() - oldest > REPLY_TIMEOUT_S:
+            self._drop_connection()
         with self._lock:
             ready, self._ready = self._ready, []
         ready.sort(key=lambda e: (e.finished_at, e.run_id))

@@ -17,8 +17,9 @@ class Started:
     """An observation: the run's process (or thread) is running.
 
     A runner may hand one back before its details are known (`settled` False: reading `pid`
-    waits for them). The engine records it with a later tick: the next exit's, or within
-    STARTED_WAIT_MS."""
+    waits for them). The engine's loop records it with a tick after it settles (it wakes every
+    STARTED_WAIT_MS meanwhile), or with the tick that records the run's exit. A runner must
+    settle every start eventually (the process runner gives up after REPLY_TIMEOUT_S)."""
 
     run_id: str
     pid: int | None = None
@@ -65,6 +66,16 @@ class Runners:
         self.calls = calls
         self._clock = clock
         self._lost: list[RunExit] = []
+        self._wake: Callable[[], None] | None = None
+
+    def set_wake(self, wake: Callable[[], None]) -> None:
+        """`wake()` is called when exits are ready: ours (no runner for a target) and, handed
+        on, the runners' own."""
+        self._wake = wake
+        for runner in (self.processes, self.calls):
+            set_wake = getattr(runner, "set_wake", None)
+            if callable(set_wake):
+                set_wake(wake)
 
     def _for(self, is_call: bool) -> Runner | None:
         return self.calls if is_call else self.processes
@@ -96,6 +107,8 @@ class Runners:
         for runner in (self.processes, self.calls):
             if runner is not None and id(runner) in routed:
                 started.extend(runner.carry_out(routed[id(runner)], now))
+        if self._lost and self._wake is not None:
+            self._wake()
         return started
 
     def poll(self, now: int) -> list[RunExit]:

@@ -31,16 +31,23 @@ def horizon(spec: ScheduleSpec, first: int, now: int) -> int:
     return first if last is None else last
 
 
-def _on_time_fires(spec: ScheduleSpec, first: int, last: int, now: int, grace: int) -> list[int]:
-    """Fire times t in [first, last] with now - (t + jitter(t)) <= grace, in order."""
+def _split_window(
+    spec: ScheduleSpec, first: int, last: int, now: int, grace: int
+) -> tuple[list[int], list[int]]:
+    """Fire times t in [max(first, now - grace - max jitter), last], in order, split into those
+    on time (now - (t + jitter(t)) <= grace) and the rest. Earlier ones are late for sure.
+    With jitter larger than the gap between fires the two lists can interleave."""
     lower = max(first, now - grace - spec.jitter_ms)
-    fires: list[int] = []
+    on_time: list[int] = []
+    late: list[int] = []
     t = next_fire_after(spec.trigger, lower - 1)
     while t is not None and t <= last:
         if now - t - jitter_ms(spec.id, t, spec.jitter_ms) <= grace:
-            fires.append(t)
+            on_time.append(t)
+        else:
+            late.append(t)
         t = next_fire_after(spec.trigger, t)
-    return fires
+    return on_time, late
 
 
 def _last_before(trigger: Trigger, first: int, bound: int) -> int | None:
@@ -82,16 +89,17 @@ def classify(spec: ScheduleSpec, first: int, last: int, now: int, grace: int) ->
             return MisfireOutcome(None, 0, 0, old_count, first, old_last)
         return MisfireOutcome(latest, kept, late(latest), old_count, first, old_last)
 
-    on_time = _on_time_fires(spec, first, last, now, grace)
+    on_time, late_in_window = _split_window(spec, first, last, now, grace)
     if not on_time:
         return MisfireOutcome(None, 0, 0, count, first, latest)
     missed = count - len(on_time)
-    missed_last = _last_before(spec.trigger, first, on_time[0]) if missed else None
+    if not missed:
+        return MisfireOutcome(on_time[-1], len(on_time), late(on_time[-1]), 0, None, None)
+    # The missed fire times: all of W before the window, and the window's late ones.
+    lower = max(first, now - grace - spec.jitter_ms)
+    before = _last_before(spec.trigger, first, lower)
+    missed_first = first if before is not None else late_in_window[0]
+    missed_last = late_in_window[-1] if late_in_window else before
     return MisfireOutcome(
-        on_time[-1],
-        len(on_time),
-        late(on_time[-1]),
-        missed,
-        first if missed else None,
-        missed_last,
+        on_time[-1], len(on_time), late(on_time[-1]), missed, missed_first, missed_last
     )

@@ -514,6 +514,28 @@ def test_a_supervisor_killed_under_a_live_runner_loses_its_runs_and_stops_their_
     assert again.pid
 
 
+def test_a_hung_supervisor_is_given_up_by_polling_alone_and_its_run_is_lost(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody reads the pending start's pid (the engine's loop does not wait for it): `poll`
+    itself gives up a supervisor that leaves a request unanswered for REPLY_TIMEOUT_S, so the
+    run is settled from its files instead of holding a slot forever."""
+    monkeypatch.setattr(process_runner, "REPLY_TIMEOUT_S", 1.0)
+    harness.start(start_run("warm-up#1", ["true"]))
+    assert harness.exit().exit_code == 0
+    supervisor = harness.runner.supervisor_pid
+    assert supervisor is not None
+    os.kill(supervisor, signal.SIGSTOP)
+    try:
+        (pending,) = harness.runner.carry_out([start_run("stuck#1", ["true"])], T0)
+        assert not pending.settled
+        exit = harness.exit(timeout=10)  # polls only; never reads pending.pid
+        assert (exit.run_id, exit.kind) == ("stuck#1", ExitKind.LOST)
+        assert pending.settled and pending.pid is None
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+
+
 def test_a_spawn_failure_is_reported_again_after_a_restart(make_harness: MakeHarness) -> None:
     a = make_harness()
     a.start(start_run("doomed#1", ["no-such-program-xyz"]))

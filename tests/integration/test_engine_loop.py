@@ -20,7 +20,14 @@ from cronledger.adapters.runner import Runners, Started
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
 from cronledger.domain.triggers import At, Every
-from cronledger.domain.values import Call, ConcurrencyPolicy, Options, Retry, ScheduleSpec
+from cronledger.domain.values import (
+    Call,
+    Command,
+    ConcurrencyPolicy,
+    Options,
+    Retry,
+    ScheduleSpec,
+)
 
 T0 = 1_767_225_600_000
 SECOND, MINUTE, HOUR = 1000, 60_000, 3_600_000
@@ -360,3 +367,31 @@ def test_call_runner_wakes_the_engine_whenever_exits_wait_unpolled() -> None:
         assert time.monotonic() < deadline
         time.sleep(0.001)
     calls.close()
+
+
+def test_a_run_no_runner_can_take_is_reported_without_waiting_for_a_timed_wake_up() -> None:
+    """An engine with calls only, asked to run a command: the router's spawn_failed exit wakes
+    the loop at once (the next timed wake-up, a ledger check, is 10 s away)."""
+    calls = CallRunner(2)
+    engine = Engine(
+        open_ledger("memory://"),
+        SystemClock(),
+        Runners(None, calls, SystemClock().now),
+        ledger_watch_ms=10_000,
+    )
+    failed = threading.Event()
+    engine.subscribe(lambda e: failed.set() if isinstance(e, ev.RunFailed) else None)
+    loop = threading.Thread(target=engine.run)
+    loop.start()
+    try:
+        began = time.monotonic()
+        engine.submit(Command(("true",)))
+        assert failed.wait(5), "the spawn_failed exit waited for a timed wake-up"
+        assert time.monotonic() - began < 5
+    finally:
+        engine.stop()
+        loop.join(10)
+        calls.close()
+    [fact] = _facts(engine, ev.RunFailed)
+    assert fact.reason == "spawn_failed"  # type: ignore[attr-defined]
+    assert "no runner for commands" in fact.error  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from cronledger.domain import events as ev
 from cronledger.domain.jitter import jitter_ms
 from cronledger.domain.misfire import classify, classify_one, horizon
 from cronledger.domain.triggers import Every, next_fire_after
-from cronledger.domain.values import MisfirePolicy
+from cronledger.domain.values import ConcurrencyPolicy, MisfirePolicy
 from tests.harness import MINUTE, SECOND, T0, World, spec
 
 
@@ -130,3 +130,68 @@ def test_the_single_fire_shortcut_agrees_with_the_general_path(
     assume(following is None or following > now)
     general = classify(s, first, horizon(s, first, now), now, grace)
     assert classify_one(s, first, now, grace) == general
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    interval=st.integers(1, 5 * SECOND),
+    jitter=st.integers(0, 20 * SECOND),
+    first_offset=st.integers(0, 10 * SECOND),
+    late=st.integers(0, 60 * SECOND),
+    grace=st.integers(0, 5 * SECOND),
+)
+def test_skip_accounts_for_every_fire_time_even_when_jitter_exceeds_the_gap(
+    interval: int, jitter: int, first_offset: int, late: int, grace: int
+) -> None:
+    """The general path against a brute-force split of W: with jitter larger than the gap
+    between fires, on-time and late fire times interleave (a later one can be due first)."""
+    s = spec(
+        trigger=Every(interval, T0),
+        misfire=MisfirePolicy.SKIP,
+        misfire_grace_ms=grace,
+        jitter_ms=jitter,
+    )
+    first = next_fire_after(s.trigger, T0 + first_offset - 1)
+    assert first is not None
+    now = first + jitter_ms(s.id, first, jitter) + late
+    last = horizon(s, first, now)
+    window: list[int] = []
+    t: int | None = first
+    while t is not None and t <= last:
+        window.append(t)
+        t = next_fire_after(s.trigger, t)
+        assume(len(window) <= 5000)
+    on = [t for t in window if now - t - jitter_ms(s.id, t, jitter) <= grace]
+    off = [t for t in window if now - t - jitter_ms(s.id, t, jitter) > grace]
+    outcome = classify(s, first, last, now, grace)
+    assert (outcome.fire, outcome.represents) == ((on[-1], len(on)) if on else (None, 0))
+    assert outcome.missed == len(off)
+    assert (outcome.missed_first, outcome.missed_last) == (
+        (off[0], off[-1]) if off else (None, None)
+    )
+
+
+def test_a_tick_never_fails_when_jitter_exceeds_the_interval() -> None:
+    """Every(1 s) with 1.5 s of jitter and no grace, ticking at each due time for a minute:
+    every fire time is accounted for once, as run or missed (the old split asserted)."""
+    w = World()
+    w.add(
+        spec(
+            "job",
+            trigger=Every(SECOND, T0),
+            misfire=MisfirePolicy.SKIP,
+            misfire_grace_ms=0,
+            jitter_ms=1500,
+            concurrency=ConcurrencyPolicy.ALLOW,
+        )
+    )
+    while w.clock.now() < T0 + MINUTE:
+        wake = w.snapshot.schedules["job"].wake_at
+        assert wake is not None
+        w.clock.set(max(wake, w.clock.now()))
+        w.tick()
+    fired = sum(f.represents for f in w.of(ev.FireRecorded))
+    missed = sum(m.count for m in w.of(ev.FireMissed))
+    last = w.snapshot.schedules["job"].next_fire_at
+    assert last is not None
+    assert fired + missed == (last - T0) // SECOND - 1
