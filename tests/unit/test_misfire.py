@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from cronledger.adapters.fake_runner import Script
 from cronledger.domain import events as ev
 from cronledger.domain.jitter import jitter_ms
 from cronledger.domain.misfire import classify, classify_one, horizon
@@ -195,3 +196,31 @@ def test_a_tick_never_fails_when_jitter_exceeds_the_interval() -> None:
     last = w.snapshot.schedules["job"].next_fire_at
     assert last is not None
     assert fired + missed == (last - T0) // SECOND - 1
+
+
+def _outage_under(policy: ConcurrencyPolicy) -> World:
+    """CATCH_UP every minute; the 00:01 run takes 30 s; the daemon is down from 00:01 until
+    00:11:05, so its first tick after the outage both sees that exit and finds 10 fire times
+    due."""
+    w = World(Script(30 * SECOND))
+    w.add(spec("job", misfire=MisfirePolicy.CATCH_UP, concurrency=policy))
+    w.clock.set(T0 + MINUTE)
+    w.tick()
+    w.clock.set(T0 + 11 * MINUTE + 5 * SECOND)
+    w.tick()
+    return w
+
+
+def test_catch_up_under_forbid_after_an_outage_is_skipped_by_the_phase_order() -> None:
+    """SEMANTICS §7 evaluates due schedules before it reconciles exits, so the run that ended
+    during the outage still counts as active when the catch-up fire is decided: FORBID skips it
+    (ARCHITECTURE, "One tick"). QUEUE_ONE holds it instead, and it runs in the same tick."""
+    w = _outage_under(ConcurrencyPolicy.FORBID)
+    [skipped] = w.of(ev.FireSkipped)
+    assert (skipped.nominal, skipped.reason) == (T0 + 11 * MINUTE, "concurrency_forbid")
+    assert len(w.of(ev.RunSucceeded)) == 1 and len(w.of(ev.RunAssigned)) == 1
+
+    w = _outage_under(ConcurrencyPolicy.QUEUE_ONE)
+    fires = w.of(ev.FireRecorded)
+    assert [(f.nominal, f.represents) for f in fires] == [(T0 + MINUTE, 1), (T0 + 11 * MINUTE, 10)]
+    assert len(w.of(ev.RunAssigned)) == 2  # released by the exit and dispatched at once
