@@ -134,38 +134,43 @@ def _from_leaves(leaves: list[Node], length: int) -> SortedKeys[Any]:
 
 
 def _bulk_update(keys: SortedKeys[Any], edits: Mapping[Any, bool]) -> SortedKeys[Any]:
-    """`keys` with `edits` applied: untouched leaves are shared, touched ones rebuilt."""
+    """`keys` with `edits` applied in one pass over the leaves: the sorted adds and removes are
+    sliced per leaf by bisection, untouched leaves are shared, touched ones rebuilt."""
     leaves: list[Node] = []
     if keys:
         _leaves(keys._root, keys._height, leaves)
-    tops = [leaf[-1] for leaf in leaves]
-    last = len(leaves) - 1
-    touched: dict[int, list[tuple[Any, bool]]] = {}
-    for key, present in edits.items():
-        i = min(bisect_left(tops, key), last) if leaves else 0
-        touched.setdefault(i, []).append((key, present))
+    adds = sorted(k for k, present in edits.items() if present)
+    removes = sorted(k for k, present in edits.items() if not present)
+    gone = set(removes)
     out: list[Node] = []
     length = 0
-    for i in range(max(len(leaves), 1)):
-        changes = touched.get(i)
-        leaf = leaves[i] if leaves else ()
-        if changes is None:
+    a = r = 0
+    last = len(leaves) - 1
+    for i, leaf in enumerate(leaves):
+        if i < last:  # the last leaf also takes every key past the largest one
+            top = leaf[-1]
+            a_end = bisect_right(adds, top, a)
+            r_end = bisect_right(removes, top, r)
+        else:
+            a_end, r_end = len(adds), len(removes)
+        if a == a_end and r == r_end:
             out.append(leaf)
             length += len(leaf)
             continue
-        members = set(leaf)
-        for key, present in changes:
-            if present:
-                members.add(key)
-            else:
-                members.discard(key)
-        items = tuple(sorted(members))
+        items = [k for k in leaf if k not in gone] if r < r_end else list(leaf)
+        if a < a_end:
+            items.extend(adds[a:a_end])
+            items = sorted(set(items))  # an add of a key already present collapses
+        a, r = a_end, r_end
         length += len(items)
         if len(items) <= _FANOUT:
             if items:
-                out.append(items)
+                out.append(tuple(items))
         else:
-            out.extend(items[j : j + _LEAF] for j in range(0, len(items), _LEAF))
+            out.extend(tuple(items[j : j + _LEAF]) for j in range(0, len(items), _LEAF))
+    if not leaves and adds:
+        out.extend(tuple(adds[j : j + _LEAF]) for j in range(0, len(adds), _LEAF))
+        length = len(adds)
     return _from_leaves(out, length)
 
 
