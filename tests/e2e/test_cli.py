@@ -1335,3 +1335,20 @@ def test_simulate_bad_input(shots: Shots, shot: Shot, mentions: tuple[str, ...])
     result = shots[shot]
     one_error_line(result.done, 2, mentions)
     assert result.created == frozenset(), "simulate created files"
+
+
+def test_global_flags_are_taken_after_the_command_too(seeded: Cli, tmp_path: Path) -> None:
+    """`cronledger list --json` is `cronledger --json list`; a `--ledger` after the command
+    wins over the one before it; and the command's help lists them."""
+    before = seeded.json("list")
+    after = seeded("list", "--json")
+    assert after.returncode == 0 and after.stderr == "", shown(after)
+    assert json.loads(after.stdout) == before
+    status = seeded("status", "--json")
+    assert status.returncode == 0 and "health" in json.loads(status.stdout), shown(status)
+    elsewhere = tmp_path / "elsewhere.db"
+    seeded.fails(
+        "list", "--ledger", f"sqlite:///{elsewhere}", mentions=["--ledger", str(elsewhere)]
+    )
+    assert not elsewhere.exists()
+    assert "--json" in seeded.ok("list", "--help")

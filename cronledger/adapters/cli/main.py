@@ -56,6 +56,17 @@ class Version(argparse.Action):
         parser.exit(0)
 
 
+def add_global_flags(c: argparse.ArgumentParser) -> None:
+    """The global flags are taken after the command too (`cronledger status --json`); given
+    there, they override the ones before it, and when absent they leave those alone."""
+    unset = argparse.SUPPRESS
+    g = c.add_argument_group("global options (also accepted before the command)")
+    g.add_argument("--ledger", default=unset, metavar="URL", help="ledger URL")
+    g.add_argument("--json", action="store_true", default=unset, help="one JSON document")
+    g.add_argument("--debug", action="store_true", default=unset, help="show tracebacks")
+    g.add_argument("--state-dir", type=Path, default=unset, help="run files directory")
+
+
 def build_parser() -> Parser:
     p = Parser(
         prog="cronledger", description="An event-sourced scheduler: every decision on record."
@@ -78,6 +89,7 @@ def build_parser() -> Parser:
         c = sub.add_parser(name, help=text, description=text)
         c.set_defaults(handler=handler)
         p.commands[name] = c
+        add_global_flags(c)
         if name in ("add", "update", "submit"):
             c.epilog = "Give the job's command last, after `--`: ... -- PROGRAM ARGS..."
         return c
