@@ -627,7 +627,7 @@ BAD_INPUT = [
     bad("show-unknown", "show nope", "nope"),
     bad("history-unknown", "history nope", "nope"),
     bad("explain-unknown", "explain nope", "nope"),
-    bad("logs-unknown", "logs nope#1", "nope#1"),
+    bad("logs-unknown", "logs nope#1", "RUN_ID", "nope#1"),
     # update
     bad("update-nothing", "update often", "nothing to change"),
     bad("update-zone", "update nightly --tz Mars/Base", "--tz", "Mars/Base"),

@@ -244,6 +244,9 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
     ledger = ctx.open()
     try:
         out = audit.run_output(ledger, args.run_id, ctx.runs_dir())
+    except InvalidInput as error:  # the Python API's parameter name; name the CLI's argument
+        field = "RUN_ID" if error.field == "run_id" else error.field
+        raise InvalidInput(field, error.problem, error.fix) from None
     finally:
         ledger.close()
     if ctx.json:
