@@ -52,7 +52,10 @@ class UnknownEntry(CronledgerError, KeyError):
         super().__init__(entry_id)
 
     def __str__(self) -> str:
-        return f"unknown queue entry or run {self.entry_id!r}"
+        return (
+            f"unknown queue entry or run {self.entry_id!r} (queued and running entries: "
+            "`cronledger status`; an entry that ended has left the queue)"
+        )
 
 
 class LedgerError(CronledgerError):

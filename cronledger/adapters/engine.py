@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from types import FrameType
 from typing import TypeVar
 
@@ -108,8 +108,12 @@ class Engine:
         self._unrecorded: list[tuple[Started, int]] = []
         self._defer_started = False
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
+        self._cancels_sent: set[str] = set()  # runs our runner was told to stop
+        self._watch_cancels = False  # from the end of __init__ (start-up cancels: `adopt`)
         self._snapshot: Snapshot = load_snapshot(ledger) or EMPTY
         self.refresh()
+        self._cancels_sent.update(r.run_id for r in self._snapshot.runs.values() if r.cancelling)
+        self._watch_cancels = True
         set_wake = getattr(runner, "set_wake", None)
         if callable(set_wake):  # the runner cuts the loop's sleep short when exits are ready
             set_wake(self.wake)
@@ -125,9 +129,23 @@ class Engine:
     # --- state ------------------------------------------------------------------------------
 
     def refresh(self) -> Snapshot:
-        """Fold the events other writers appended since our position."""
+        """Fold the events other writers appended since our position; a run they cancelled
+        (`cronledger cancel` while this daemon runs it) is stopped by our runner."""
+        before = self._snapshot.position
         self._snapshot = catch_up(self.ledger, self._snapshot)
+        if self._snapshot.position != before and self._watch_cancels:
+            self._send_cancels(
+                CancelRun(run_id=r.run_id, reason=r.cancelling)
+                for r in self._snapshot.runs.values()
+                if r.cancelling is not None and r.run_id not in self._cancels_sent
+            )
         return self._snapshot
+
+    def _send_cancels(self, cancels: Iterable[CancelRun]) -> None:
+        todo = [c for c in cancels if c.run_id not in self._cancels_sent]
+        if todo and self.runner is not None:
+            self._cancels_sent.update(c.run_id for c in todo)
+            self.runner.carry_out(todo, self.clock.now())
 
     def _append(self, make: Decide) -> tuple[ev.Event, ...]:
         """Append what `make(snapshot)` decides, at the snapshot's position; retry on conflict.
@@ -154,16 +172,13 @@ class Engine:
         return self.execute_all((command,))
 
     def _cancel_runs(self, events: Sequence[ev.Event]) -> None:
-        """An operator's cancel of a running entry: stop its process now (the tick reconciles)."""
-        if self.runner is None:
-            return
-        cancels = [
+        """An operator's cancel of a running entry: stop its process now (the tick reconciles).
+        An engine without runners (the CLI) only records it: the daemon's `refresh` acts."""
+        self._send_cancels(
             CancelRun(run_id=e.run_id, reason=e.reason)
             for e in events
             if isinstance(e, ev.RunCancelled)
-        ]
-        if cancels:
-            self.runner.carry_out(cancels, self.clock.now())
+        )
 
     def execute_all(self, commands: Sequence[UserCommand]) -> tuple[ev.Event, ...]:
         """Validate and record several commands in one transaction (all or nothing)."""
@@ -298,6 +313,9 @@ class Engine:
         if self.runner is not None:
             if plan.commands:
                 self._crash.reached("after_append")
+                self._cancels_sent.update(
+                    c.run_id for c in plan.commands if isinstance(c, CancelRun)
+                )
                 started = self.runner.carry_out(plan.commands, now)
                 self._crash.reached("after_spawn")
                 if self._defer_started:
@@ -307,6 +325,7 @@ class Engine:
             for event in plan.events:
                 if isinstance(event, ev.RunSucceeded | ev.RunFailed | ev.RunLost):
                     self.runner.forget(event.run_id)
+                    self._cancels_sent.discard(event.run_id)
         self.last_tick_ms = (time.perf_counter() - began) * 1000
         self._last_tick_at = now
         if plan.events:

@@ -116,7 +116,8 @@ def handle(snapshot: Snapshot, command: cmd.UserCommand, now: int) -> Events:
         if entry is None:
             raise UnknownEntry(command.entry_id)
         if entry.status is EntryStatus.ASSIGNED and entry.run_id is not None:
-            # Running: the tick's CancelRun stops it; its exit is reconciled as cancelled.
+            # Running: the engine that records this stops it through its runner, and a daemon
+            # that reads it from the ledger does the same; the exit is reconciled as cancelled.
             return (ev.RunCancelled(at=now, run_id=entry.run_id, reason="operator"),)
         return (ev.EntryCancelled(at=now, entry_id=entry.id, reason=command.reason),)
 

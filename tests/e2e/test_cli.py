@@ -288,6 +288,9 @@ COMMANDS = (
     "remove",
     "trigger",
     "submit",
+    "hold",
+    "release",
+    "cancel",
     "apply",
     "list",
     "show",
@@ -1352,3 +1355,25 @@ def test_global_flags_are_taken_after_the_command_too(seeded: Cli, tmp_path: Pat
     )
     assert not elsewhere.exists()
     assert "--json" in seeded.ok("list", "--help")
+
+
+def test_hold_release_and_cancel_a_queue_entry(cli: Cli) -> None:
+    """A task submitted held is released, held again and cancelled; each verb says whether it
+    changed anything, and an entry that has left the queue is refused (exit 2)."""
+    entry = cli.json("submit", "--hold", "review", "--", "true")["submitted"]
+    assert cli.json("release", entry) | {"position": 0} == {
+        "released": entry,
+        "changed": True,
+        "events": 1,
+        "position": 0,
+    }
+    assert cli.json("release", entry)["changed"] is False
+    assert "nothing to do (it is pending)" in cli.ok("release", entry)
+    assert cli.ok("hold", entry, "--reason", "later").strip() == f"held {entry}"
+    status = cli.json("status")
+    [queued] = [e for e in status["queue"] if e["id"] == entry]
+    assert (queued["status"], queued["hold_reason"]) == ("held", "later")
+    assert cli.ok("cancel", entry).strip() == f"cancelled {entry}"
+    with cli.unchanged():
+        cli.fails("cancel", entry, mentions=[entry, "cronledger status"])
+        cli.fails("hold", "nope", mentions=["nope"])

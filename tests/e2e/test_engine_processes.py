@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from cronledger.adapters.clock import SystemClock
 from cronledger.adapters.daemon import build_engine
 from cronledger.adapters.engine import Engine
+from cronledger.adapters.ledger import open_ledger
 from cronledger.adapters.runner import Runners
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
@@ -190,3 +192,23 @@ def test_two_engines_on_one_ledger_and_state_dir_run_each_task_once(tmp_path: Pa
     assert sorted(started) == sorted(succeeded) == sorted(executed) == sorted(assigned)
     assert sorted(issued) == sorted(assigned), "each run was handed to one engine's runner once"
     assert not any(isinstance(e, ev.RunLost | ev.RunFailed) for e in events)
+
+
+def test_a_cancel_recorded_by_another_process_stops_the_daemons_run(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """`cronledger cancel` is an engine without runners on the same ledger: it only records
+    RunCancelled; the daemon reads it on its next ledger check and its runner stops the job."""
+    _start(engine)
+    entry_id = engine.submit(Command(("sleep", "30")))
+    [started] = _wait(engine, ev.RunStarted)
+    operator = Engine(open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}"), SystemClock())
+    try:
+        began = time.monotonic()
+        operator.execute(cmd.CancelEntry(entry_id))
+        [failed] = _wait(engine, ev.RunFailed, timeout=10)
+    finally:
+        operator.close()
+    assert isinstance(failed, ev.RunFailed) and isinstance(started, ev.RunStarted)
+    assert (failed.run_id, failed.reason, failed.signal) == (started.run_id, "cancelled", 15)
+    assert time.monotonic() - began < 5  # not the job's own 30 s

@@ -126,6 +126,16 @@ def build_parser() -> Parser:
     c.add_argument("--backoff", default="1s", metavar="DURATION")
     c.add_argument("--timeout", default=None, metavar="DURATION")
 
+    for name, handler, text in (
+        ("hold", write_cmd.hold, "keep a pending queue entry from being dispatched"),
+        ("release", write_cmd.release, "let a held queue entry be dispatched"),
+        ("cancel", write_cmd.cancel, "drop a queue entry; a running one is stopped by the daemon"),
+    ):
+        c = command(name, handler, text)
+        c.add_argument("entry", metavar="ENTRY", help="an entry id (`cronledger status`)")
+        if name != "release":
+            c.add_argument("--reason", default=None, help="recorded with the fact")
+
     c = command("apply", write_cmd.apply, "make the ledger's schedules match a TOML file")
     c.add_argument("file", metavar="FILE.toml")
     c.add_argument("--dry-run", action="store_true", help="print the plan only")

@@ -114,6 +114,35 @@ def remove(ctx: Context, args: argparse.Namespace) -> int:
     return _simple(ctx, cmd.RemoveSchedule(args.name), args.name, "removed")
 
 
+def _on_entry(ctx: Context, command: cmd.UserCommand, entry_id: str, verb: str) -> int:
+    """Hold, release or cancel a queue entry (an unknown id raises UnknownEntry: exit 2)."""
+    engine = ctx.engine(must_exist=True)
+    events = engine.execute(command)
+    if not events:
+        entry = engine.snapshot.entries[entry_id]
+        text = f"{entry_id}: nothing to do (it is {entry.status.value})"
+    elif isinstance(events[0], ev.RunCancelled):
+        text = f"cancelling {entry_id}: its run {events[0].run_id} is stopped by the daemon"
+    else:
+        text = f"{verb} {entry_id}"
+    _report(ctx, engine, events, text, {verb: entry_id, "changed": bool(events)})
+    return 0
+
+
+def hold(ctx: Context, args: argparse.Namespace) -> int:
+    hold = cmd.HoldEntry(args.entry, args.reason or "manual_hold")
+    return _on_entry(ctx, hold, args.entry, "held")
+
+
+def release(ctx: Context, args: argparse.Namespace) -> int:
+    return _on_entry(ctx, cmd.ReleaseEntry(args.entry), args.entry, "released")
+
+
+def cancel(ctx: Context, args: argparse.Namespace) -> int:
+    cancel = cmd.CancelEntry(args.entry, args.reason or "operator")
+    return _on_entry(ctx, cancel, args.entry, "cancelled")
+
+
 def trigger(ctx: Context, args: argparse.Namespace) -> int:
     engine = ctx.engine(must_exist=True)
     events = engine.execute(cmd.TriggerSchedule(args.name))
