@@ -6,9 +6,14 @@ originator_version) is the optimistic lock: a batch is inserted at expected+1.. 
 transaction, and a writer that lost the race gets an integrity error, reported as
 `LedgerConflict`. A second recorder ("snapshots") keeps snapshots with version = position.
 
-Appends always go through the recorder's `insert_events`. Bulk reads on SQLite and PostgreSQL
-select the recorder's own table directly through its datastore (plain tuples instead of
-`StoredEvent` objects): replay speed is dominated by that path.
+Appends go through the recorder's `insert_events`, except on SQLite: there one multi-row
+`INSERT` per 200 events goes into the recorder's own table, in the datastore's transaction (so a
+primary-key clash maps to the same conflict). `executemany` releases the GIL around every row's
+step, and with other busy threads in the process (in-process calls) each re-acquisition can
+wait for a switch interval: measured on 8,192 rows with two busy threads, 0.9-4.5 ms per row
+against 49-75 µs per row for multi-row statements (2.5 against 4.2-5.4 µs with none). Bulk reads
+on SQLite and PostgreSQL select the recorder's own table directly through its datastore (plain
+tuples instead of `StoredEvent` objects): replay speed is dominated by that path.
 
 SQLite durability: `PRAGMA synchronous=FULL` on every connection by default, so a committed
 append survives a power cut (WAL mode, set by eventsourcing). `?synchronous=normal` trades that
@@ -24,6 +29,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
@@ -51,6 +57,8 @@ _SCHEMES: Final = "memory://, sqlite:///path.db or postgresql://user@host:port/d
 
 Row = tuple[int, str, bytes]
 RowReader = Callable[[int, int, int], Sequence[Row]]  # (after, upto, limit) -> rows
+NewRow = tuple[str, int, str, bytes]  # (originator_id, originator_version, topic, state)
+RowWriter = Callable[[list[NewRow]], None]  # inserts in one transaction
 
 
 class RecorderLedger:
@@ -64,6 +72,7 @@ class RecorderLedger:
         snapshots: AggregateRecorder,
         codec: EventCodec,
         read_rows: RowReader | None = None,
+        insert_rows: RowWriter | None = None,
         close: Callable[[], None] | None = None,
         db_errors: tuple[type[Exception], ...] = (),
         snapshots_in_version_order: bool = True,
@@ -73,6 +82,7 @@ class RecorderLedger:
         self.snapshots_recorder = snapshots
         self.codec = codec
         self._read_rows = read_rows or self._select_rows
+        self._insert_rows = insert_rows or self._insert_stored
         self._close = close
         self._db_errors: tuple[type[Exception], ...] = (PersistenceError, sqlite3.Error, *db_errors)
         self._snapshots_in_version_order = snapshots_in_version_order
@@ -90,10 +100,10 @@ class RecorderLedger:
         if not events:
             return expected_position
         encode = self.codec.encode
-        stored = []
+        rows: list[NewRow] = []
         for position, event in enumerate(events, start=expected_position + 1):
             topic, state = encode(event)
-            stored.append(StoredEvent(STREAM_ID, position, topic, state))
+            rows.append((STREAM_ID, position, topic, state))
         # Checked first so that an expected position ahead of the ledger cannot leave a gap;
         # the primary key still settles a race between writers that both pass this check.
         actual = self.position()
@@ -101,12 +111,15 @@ class RecorderLedger:
             raise LedgerConflict(expected_position, actual)
         try:
             with self._guard("append to"):
-                self.events_recorder.insert_events(stored)
+                self._insert_rows(rows)
         except LedgerError as e:
             if isinstance(e.__cause__, RecordConflictError):
                 raise LedgerConflict(expected_position, self.position()) from None
             raise
-        return expected_position + len(stored)
+        return expected_position + len(rows)
+
+    def _insert_stored(self, rows: list[NewRow]) -> None:
+        self.events_recorder.insert_events([StoredEvent(*row) for row in rows])
 
     def read(
         self,
@@ -396,8 +409,33 @@ def _open_sqlite(url: str, codec: EventCodec) -> RecorderLedger:
         snapshots=snapshots,
         codec=codec,
         read_rows=read_rows,
+        insert_rows=_multi_row_inserter(datastore, table),
         close=factory.close,
     )
+
+
+_INSERT_CHUNK: Final = 200  # rows per INSERT: 800 parameters, under SQLite's oldest limit (999)
+
+
+def _multi_row_inserter(datastore: Any, table: str) -> RowWriter:
+    """Rows inserted with one `INSERT ... VALUES (...), (...)` per chunk, in one transaction."""
+    columns = f"INSERT INTO {table} (originator_id, originator_version, topic, state) VALUES "
+    statements: dict[int, str] = {}
+
+    def statement(count: int) -> str:
+        sql = statements.get(count)
+        if sql is None:
+            sql = statements[count] = columns + ",".join(["(?,?,?,?)"] * count)
+        return sql
+
+    def insert_rows(rows: list[NewRow]) -> None:
+        with datastore.transaction(commit=True) as c:
+            cursor: sqlite3.Cursor = c.sqlite_cursor
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                chunk = rows[start : start + _INSERT_CHUNK]
+                cursor.execute(statement(len(chunk)), list(chain.from_iterable(chunk)))
+
+    return insert_rows
 
 
 def _check_sqlite_path(url: str, path: Path) -> None:
