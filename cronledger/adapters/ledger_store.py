@@ -7,8 +7,8 @@ transaction, and a writer that lost the race gets an integrity error, reported a
 `LedgerConflict`. A second recorder ("snapshots") keeps snapshots with version = position.
 
 Appends go through the recorder's `insert_events`, except on SQLite: there one multi-row
-`INSERT` per 200 events goes into the recorder's own table, in the datastore's transaction (so a
-primary-key clash maps to the same conflict). `executemany` releases the GIL around every row's
+`INSERT` per 2,000 events goes into the recorder's own table, in the datastore's transaction (so
+a primary-key clash maps to the same conflict). `executemany` releases the GIL around every row's
 step, and with other busy threads in the process (in-process calls) each re-acquisition can
 wait for a switch interval: measured on 8,192 rows with two busy threads, 0.9-4.5 ms per row
 against 49-75 µs per row for multi-row statements (2.5 against 4.2-5.4 µs with none). Bulk reads
@@ -414,26 +414,25 @@ def _open_sqlite(url: str, codec: EventCodec) -> RecorderLedger:
     )
 
 
-_INSERT_CHUNK: Final = 200  # rows per INSERT: 800 parameters, under SQLite's oldest limit (999)
+# Rows per INSERT (4 parameters each): 8,000 parameters where SQLite allows 32,766 (3.32+),
+# else 800, under the old limit of 999. Fewer statements, fewer GIL hand-overs: measured on
+# 8,192 rows with two busy threads, 12-18 µs per row in 2,000-row statements, 127-147 in 200s.
+_INSERT_CHUNK: Final = 2000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 200
 
 
 def _multi_row_inserter(datastore: Any, table: str) -> RowWriter:
     """Rows inserted with one `INSERT ... VALUES (...), (...)` per chunk, in one transaction."""
     columns = f"INSERT INTO {table} (originator_id, originator_version, topic, state) VALUES "
-    statements: dict[int, str] = {}
-
-    def statement(count: int) -> str:
-        sql = statements.get(count)
-        if sql is None:
-            sql = statements[count] = columns + ",".join(["(?,?,?,?)"] * count)
-        return sql
+    full = columns + ",".join(["(?,?,?,?)"] * _INSERT_CHUNK)  # the only statement kept
 
     def insert_rows(rows: list[NewRow]) -> None:
         with datastore.transaction(commit=True) as c:
             cursor: sqlite3.Cursor = c.sqlite_cursor
             for start in range(0, len(rows), _INSERT_CHUNK):
                 chunk = rows[start : start + _INSERT_CHUNK]
-                cursor.execute(statement(len(chunk)), list(chain.from_iterable(chunk)))
+                n = len(chunk)
+                sql = full if n == _INSERT_CHUNK else columns + ",".join(["(?,?,?,?)"] * n)
+                cursor.execute(sql, list(chain.from_iterable(chunk)))
 
     return insert_rows
 

@@ -12,7 +12,7 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 
 from cronledger.adapters.ledger import Ledger, open_ledger
-from cronledger.adapters.ledger_store import STREAM_ID, RecorderLedger
+from cronledger.adapters.ledger_store import _INSERT_CHUNK, STREAM_ID, RecorderLedger
 from cronledger.errors import InvalidInput, LedgerConflict, LedgerCorrupted, LedgerError
 from tests.integration.conftest import (
     PG_URL,
@@ -151,34 +151,38 @@ def test_the_store_rejects_a_batch_that_lost_the_race_after_the_position_check(
 def test_a_batch_larger_than_one_insert_statement_is_stored_whole_and_in_order(
     ledger: Ledger,
 ) -> None:
-    """SQLite writes 200 rows per INSERT; a 450-event batch spans three statements."""
-    batch = simple_events(450, tag="big")
-    assert ledger.append(batch, 0) == 450
-    assert [p for p, _ in ledger.read()] == list(range(1, 451))
+    """SQLite writes _INSERT_CHUNK rows per INSERT; this batch spans three statements."""
+    size = 2 * _INSERT_CHUNK + 50
+    batch = simple_events(size, tag="big")
+    assert ledger.append(batch, 0) == size
+    assert [p for p, _ in ledger.read()] == list(range(1, size + 1))
     assert [e for _, e in ledger.read()] == batch
 
 
 def test_a_clash_in_a_later_insert_statement_rolls_back_the_whole_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A row at position 250 (the second statement of a 300-event batch) already exists: the
-    append is a conflict and the first 200 rows are not left behind."""
+    """A row already exists where the second INSERT of the batch writes: the append is a
+    conflict and the rows of the first statement are not left behind."""
+    clash = _INSERT_CHUNK + 50
     url = "sqlite:///" + str(tmp_path / "ledger.db")
     ledger = open_ledger(url)
     try:
         assert isinstance(ledger, RecorderLedger)
         topic, state = ledger.codec.encode(simple_events(1, start=99)[0])
         db = sqlite3.connect(tmp_path / "ledger.db")
-        db.execute("INSERT INTO stored_events VALUES (?, ?, ?, ?)", (STREAM_ID, 250, topic, state))
+        db.execute(
+            "INSERT INTO stored_events VALUES (?, ?, ?, ?)", (STREAM_ID, clash, topic, state)
+        )
         db.commit()
         db.close()
         monkeypatch.setattr(ledger, "position", lambda: 0)  # the pre-check saw nothing
         with pytest.raises(LedgerConflict):
-            ledger.append(simple_events(300, tag="clash"), 0)
+            ledger.append(simple_events(clash + 100, tag="clash"), 0)
         db = sqlite3.connect(tmp_path / "ledger.db")
         versions = [v for (v,) in db.execute("SELECT originator_version FROM stored_events")]
         db.close()
-        assert versions == [250]
+        assert versions == [clash]
     finally:
         ledger.close()
 
