@@ -34,7 +34,7 @@ from cronledger.domain import events as ev
 from cronledger.domain.explain import Explanation, explain
 from cronledger.domain.health import Health
 from cronledger.domain.hours import Window
-from cronledger.domain.instants import from_ms
+from cronledger.domain.instants import iso
 from cronledger.domain.state import EMPTY, ActiveRun, Counters, Entry, ScheduleState, Snapshot
 from cronledger.domain.triggers import At, Cron, Every, Trigger, describe
 from cronledger.domain.values import Call, Command, Options, Retry, ScheduleSpec, Target
@@ -283,8 +283,7 @@ def instant_json(name: str, ms: int | None) -> Json:
     """`{name: ISO-8601 UTC text, name_ms: epoch ms}` (both None for no instant)."""
     if ms is None:
         return {name: None, f"{name}_ms": None}
-    text = from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {name: text, f"{name}_ms": ms}
+    return {name: iso(ms), f"{name}_ms": ms}
 
 
 def trigger_json(trigger: Trigger) -> Json:

@@ -274,12 +274,3 @@ class SortedKeys(Generic[K]):
                 result = result.add(key) if present else result.remove(key)
             return result
         return _bulk_update(self, edits)
-
-    def replace(self, old: K | None, new: K | None) -> SortedKeys[K]:
-        """Remove `old` and add `new` (either may be None)."""
-        result = self
-        if old is not None and old != new:
-            result = result.remove(old)
-        if new is not None and old != new:
-            result = result.add(new)
-        return result
