@@ -108,12 +108,9 @@ class Engine:
         self._unrecorded: list[tuple[Started, int]] = []
         self._defer_started = False
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
-        self._cancels_sent: set[str] = set()  # runs our runner was told to stop
-        self._watch_cancels = False  # from the end of __init__ (start-up cancels: `adopt`)
-        self._snapshot: Snapshot = load_snapshot(ledger) or EMPTY
-        self.refresh()
-        self._cancels_sent.update(r.run_id for r in self._snapshot.runs.values() if r.cancelling)
-        self._watch_cancels = True
+        self._snapshot: Snapshot = catch_up(ledger, load_snapshot(ledger) or EMPTY)
+        # Runs our runner was told to stop; those being cancelled at start-up are `adopt`'s.
+        self._cancels_sent = {r.run_id for r in self._snapshot.runs.values() if r.cancelling}
         set_wake = getattr(runner, "set_wake", None)
         if callable(set_wake):  # the runner cuts the loop's sleep short when exits are ready
             set_wake(self.wake)
@@ -133,11 +130,11 @@ class Engine:
         (`cronledger cancel` while this daemon runs it) is stopped by our runner."""
         before = self._snapshot.position
         self._snapshot = catch_up(self.ledger, self._snapshot)
-        if self._snapshot.position != before and self._watch_cancels:
+        if self._snapshot.position != before:
             self._send_cancels(
                 CancelRun(run_id=r.run_id, reason=r.cancelling)
                 for r in self._snapshot.runs.values()
-                if r.cancelling is not None and r.run_id not in self._cancels_sent
+                if r.cancelling is not None
             )
         return self._snapshot
 

@@ -32,12 +32,11 @@ def horizon(spec: ScheduleSpec, first: int, now: int) -> int:
 
 
 def _split_window(
-    spec: ScheduleSpec, first: int, last: int, now: int, grace: int
+    spec: ScheduleSpec, lower: int, last: int, now: int, grace: int
 ) -> tuple[list[int], list[int]]:
-    """Fire times t in [max(first, now - grace - max jitter), last], in order, split into those
-    on time (now - (t + jitter(t)) <= grace) and the rest. Earlier ones are late for sure.
-    With jitter larger than the gap between fires the two lists can interleave."""
-    lower = max(first, now - grace - spec.jitter_ms)
+    """Fire times t in [lower, last], in order, split into those on time
+    (now - (t + jitter(t)) <= grace) and the rest; `lower` is where lateness beyond the grace
+    stops being certain. With jitter larger than the gap between fires the lists interleave."""
     on_time: list[int] = []
     late: list[int] = []
     t = next_fire_after(spec.trigger, lower - 1)
@@ -89,14 +88,14 @@ def classify(spec: ScheduleSpec, first: int, last: int, now: int, grace: int) ->
             return MisfireOutcome(None, 0, 0, old_count, first, old_last)
         return MisfireOutcome(latest, kept, late(latest), old_count, first, old_last)
 
-    on_time, late_in_window = _split_window(spec, first, last, now, grace)
+    lower = max(first, now - grace - spec.jitter_ms)  # fire times before it are late for sure
+    on_time, late_in_window = _split_window(spec, lower, last, now, grace)
     if not on_time:
         return MisfireOutcome(None, 0, 0, count, first, latest)
     missed = count - len(on_time)
     if not missed:
         return MisfireOutcome(on_time[-1], len(on_time), late(on_time[-1]), 0, None, None)
     # The missed fire times: all of W before the window, and the window's late ones.
-    lower = max(first, now - grace - spec.jitter_ms)
     before = _last_before(spec.trigger, first, lower)
     missed_first = first if before is not None else late_in_window[0]
     missed_last = late_in_window[-1] if late_in_window else before
