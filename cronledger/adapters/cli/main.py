@@ -56,40 +56,49 @@ class Version(argparse.Action):
         parser.exit(0)
 
 
-def add_global_flags(c: argparse.ArgumentParser) -> None:
-    """The global flags are taken after the command too (`cronledger status --json`); given
-    there, they override the ones before it, and when absent they leave those alone."""
-    unset = argparse.SUPPRESS
-    g = c.add_argument_group("global options (also accepted before the command)")
-    g.add_argument("--ledger", default=unset, metavar="URL", help="ledger URL")
-    g.add_argument("--json", action="store_true", default=unset, help="one JSON document")
-    g.add_argument("--debug", action="store_true", default=unset, help="show tracebacks")
-    g.add_argument("--state-dir", type=Path, default=unset, help="run files directory")
+def add_global_flags(c: argparse.ArgumentParser, *, top: bool) -> None:
+    """The global flags, before the command (`top`, with their defaults) and after it too
+    (`cronledger status --json`): there a given flag overrides the one before, and an absent
+    one leaves it alone (no default)."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    g = c if top else c.add_argument_group("global options (also accepted before the command)")
+    g.add_argument(
+        "--ledger",
+        default=default(os.environ.get("CRONLEDGER_LEDGER", DEFAULT_LEDGER)),
+        help="ledger URL: sqlite:///FILE, postgresql://..., memory:// "
+        f"(env CRONLEDGER_LEDGER, default {DEFAULT_LEDGER})",
+    )
+    g.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print one JSON document (for scripts)",
+    )
+    g.add_argument("--debug", action="store_true", default=default(False), help="show tracebacks")
+    g.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default(None),
+        help="run files (default beside the ledger)",
+    )
 
 
 def build_parser() -> Parser:
     p = Parser(
         prog="cronledger", description="An event-sourced scheduler: every decision on record."
     )
-    p.add_argument(
-        "--ledger",
-        default=os.environ.get("CRONLEDGER_LEDGER", DEFAULT_LEDGER),
-        help="ledger URL: sqlite:///FILE, postgresql://..., memory:// "
-        f"(env CRONLEDGER_LEDGER, default {DEFAULT_LEDGER})",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_global_flags(p, top=True)
     p.add_argument("--version", action=Version, nargs=0, help="print the version and exit")
-    p.add_argument(
-        "--state-dir", type=Path, default=None, help="run files (default beside the ledger)"
-    )
     sub = p.add_subparsers(dest="command_name", metavar="COMMAND", parser_class=Parser)
 
     def command(name: str, handler: Handler, text: str) -> Parser:
         c = sub.add_parser(name, help=text, description=text)
         c.set_defaults(handler=handler)
         p.commands[name] = c
-        add_global_flags(c)
+        add_global_flags(c, top=False)
         if name in ("add", "update", "submit"):
             c.epilog = "Give the job's command last, after `--`: ... -- PROGRAM ARGS..."
         return c
