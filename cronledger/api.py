@@ -524,7 +524,9 @@ class Scheduler:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Scheduler {self.url}>"
+        from cronledger.adapters.ledger_store import redact_url
+
+        return f"<Scheduler {redact_url(self.url)}>"
 
 
 def open(

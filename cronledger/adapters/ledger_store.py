@@ -164,7 +164,7 @@ class RecorderLedger:
                 )
             if not (same and same[0].state == payload):
                 raise LedgerError(
-                    f"ledger {_redact(self.url)}: a different snapshot is already stored at "
+                    f"ledger {redact_url(self.url)}: a different snapshot is already stored at "
                     f"position {position} (snapshot again after the next append)"
                 ) from None
 
@@ -195,7 +195,7 @@ class RecorderLedger:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {_redact(self.url)}{' closed' if self._closed else ''}>"
+        return f"<{type(self).__name__} {redact_url(self.url)}{' closed' if self._closed else ''}>"
 
     # --- internals --------------------------------------------------------------------------
 
@@ -266,11 +266,12 @@ class RecorderLedger:
     def _guard(self, action: str) -> Iterator[None]:
         """Database errors become one-line LedgerErrors naming the ledger (cause kept)."""
         if self._closed:
-            raise LedgerError(f"cannot {action} ledger {_redact(self.url)}: it is closed")
+            raise LedgerError(f"cannot {action} ledger {redact_url(self.url)}: it is closed")
         try:
             yield
         except self._db_errors as e:
-            raise LedgerError(f"cannot {action} ledger {_redact(self.url)}: {_one_line(e)}") from e
+            shown = redact_url(self.url)
+            raise LedgerError(f"cannot {action} ledger {shown}: {_one_line(e)}") from e
 
 
 # --- opening ----------------------------------------------------------------------------------
@@ -283,7 +284,7 @@ def open_store(url: str, *, codec: EventCodec | None = None) -> RecorderLedger:
     scheme, sep, _ = url.partition("://")
     scheme = scheme.lower()
     if not sep:
-        raise LedgerError(f"ledger URL {_redact(url)!r} has no scheme: use {_SCHEMES}")
+        raise LedgerError(f"ledger URL {redact_url(url)!r} has no scheme: use {_SCHEMES}")
     codec = codec or default_codec()
     if scheme == "memory":
         return _open_memory(url, codec)
@@ -291,7 +292,7 @@ def open_store(url: str, *, codec: EventCodec | None = None) -> RecorderLedger:
         return _open_sqlite(url, codec)
     if scheme in ("postgresql", "postgres"):
         return _open_postgres(url, codec)
-    raise LedgerError(f"ledger URL {_redact(url)!r}: unknown scheme {scheme!r}; use {_SCHEMES}")
+    raise LedgerError(f"ledger URL {redact_url(url)!r}: unknown scheme {scheme!r}; use {_SCHEMES}")
 
 
 _MEMORY_LOCK = threading.Lock()
@@ -481,7 +482,7 @@ def _open_postgres(url: str, codec: EventCodec) -> RecorderLedger:
     from psycopg.rows import tuple_row
     from psycopg.sql import SQL, Identifier
 
-    shown = _redact(url)
+    shown = redact_url(url)
     usage = "use postgresql://user[:password]@host[:port]/dbname[?schema=NAME]"
     parts = urlsplit(url)
     try:
@@ -607,7 +608,7 @@ def _query(url: str, query: str, allowed: set[str]) -> dict[str, str]:
     return options
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """The URL without its password, for messages."""
     return re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", url)
 

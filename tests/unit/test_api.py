@@ -304,3 +304,8 @@ def test_importing_cronledger_does_not_import_the_engine_or_eventsourcing() -> N
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_repr_of_a_scheduler_never_shows_a_ledger_password() -> None:
+    with cronledger.open("memory://app:s3cret@repr-test") as scheduler:
+        assert repr(scheduler) == "<Scheduler memory://app:***@repr-test>"
