@@ -40,4 +40,10 @@ def parse_instant(text: str, field: str = "instant") -> int:
         raise InvalidInput(
             field, f"{text!r} is not an ISO-8601 instant", "use e.g. 2026-11-22T09:00:00Z"
         ) from None
+    if value.utcoffset() is None:  # text gets text advice (to_ms's is for datetime objects)
+        raise InvalidInput(
+            field,
+            f"{text!r} has no UTC offset, so it is ambiguous (a naive time)",
+            "add an offset like 2026-01-01T00:00:00+00:00 or Z",
+        )
     return to_ms(value, field)

@@ -8,7 +8,6 @@ from cronledger.adapters import audit
 from cronledger.adapters.cli import output as o
 from cronledger.adapters.cli.context import Context
 from cronledger.adapters.cli.read_commands import target_text
-from cronledger.adapters.cli.values import instant
 from cronledger.adapters.schedules_file import load_schedules
 from cronledger.adapters.simulate import (
     Comparison,
@@ -18,12 +17,13 @@ from cronledger.adapters.simulate import (
     parse_runtime,
     simulate,
 )
+from cronledger.domain.instants import parse_instant
 from cronledger.domain.triggers import describe
 from cronledger.errors import InvalidInput
 
 
 def explain(ctx: Context, args: argparse.Namespace) -> int:
-    at = instant(args.at, "--at") if args.at else None
+    at = parse_instant(args.at, "--at") if args.at else None
     ledger = ctx.open()
     try:
         x = audit.explain_subject(ledger, args.subject, at)
@@ -53,7 +53,7 @@ def explain(ctx: Context, args: argparse.Namespace) -> int:
 def replay(ctx: Context, args: argparse.Namespace) -> int:
     if args.at is None and args.position is None:
         raise InvalidInput("replay", "needs a point in time", "give --at INSTANT or --position N")
-    at = instant(args.at, "--at") if args.at else None
+    at = parse_instant(args.at, "--at") if args.at else None
     ledger = ctx.open()
     try:
         with o.progress("replaying", not ctx.json) as update:
@@ -136,8 +136,8 @@ def verify(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def simulate_command(ctx: Context, args: argparse.Namespace) -> int:
-    start = instant(args.from_, "--from")
-    end = instant(args.to, "--to")
+    start = parse_instant(args.from_, "--from")
+    end = parse_instant(args.to, "--to")
     if end <= start:
         raise InvalidInput(
             "--to", "must be after --from", "e.g. --from 2026-01-01T00:00Z --to 2027-01-01T00:00Z"

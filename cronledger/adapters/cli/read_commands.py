@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 from cronledger.adapters import audit
 from cronledger.adapters.cli import output as o
 from cronledger.adapters.cli.context import Context
-from cronledger.adapters.cli.values import instant
 from cronledger.domain.due import upcoming_fires
 from cronledger.domain.health import health
+from cronledger.domain.instants import parse_instant
 from cronledger.domain.state import ScheduleState, Snapshot
 from cronledger.domain.triggers import Cron, describe
 from cronledger.domain.values import Call, Command, Target
@@ -225,7 +225,7 @@ def status(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def history(ctx: Context, args: argparse.Namespace) -> int:
-    since = instant(args.since, "--since") if args.since else None
+    since = parse_instant(args.since, "--since") if args.since else None
     if args.limit is not None and args.limit < 1:
         raise InvalidInput("--limit", f"must be at least 1, got {args.limit}", "e.g. --limit 20")
     ledger = ctx.open()

@@ -9,9 +9,9 @@ from typing import Any
 
 from cronledger.adapters import daemon
 from cronledger.adapters.cli.context import Context
-from cronledger.adapters.cli.values import duration, instant
+from cronledger.adapters.cli.values import duration
 from cronledger.adapters.config import options_from_mapping, read_options
-from cronledger.domain.instants import iso
+from cronledger.domain.instants import iso, parse_instant
 from cronledger.domain.values import Options
 from cronledger.errors import InvalidInput
 
@@ -59,7 +59,7 @@ def settings_from(ctx: Context, args: argparse.Namespace) -> daemon.Settings:
         raise InvalidInput(stop_flags[0], "cannot be combined with --once", "drop one of them")
     until = None
     if args.until:
-        until = instant(args.until, "--until")
+        until = parse_instant(args.until, "--until")
         if until <= ctx.now():
             raise InvalidInput(
                 "--until",
