@@ -306,6 +306,7 @@ def test_importing_cronledger_does_not_import_the_engine_or_eventsourcing() -> N
     assert done.stdout.strip() == "[]"
 
 
-def test_the_repr_of_a_scheduler_never_shows_a_ledger_password() -> None:
-    with cronledger.open("memory://app:s3cret@repr-test") as scheduler:
+def test_the_repr_of_a_scheduler_never_shows_a_ledger_password(tmp_path: Path) -> None:
+    url = "memory://app:s3cret@repr-test"
+    with cronledger.open(url, state_dir=tmp_path / "runs") as scheduler:
         assert repr(scheduler) == "<Scheduler memory://app:***@repr-test>"
