@@ -30,7 +30,11 @@ def _release_waiting(snapshot: Snapshot, entry: Entry, now: int) -> list[ev.Even
     """A QUEUE_ONE entry held behind this one goes Pending when this one completes."""
     if entry.schedule_id is None:
         return []
-    for other in snapshot.open_entries(entry.schedule_id):
+    entries = snapshot.entries
+    for other_id in snapshot.open_by_schedule.get(entry.schedule_id, ()):
+        if other_id == entry.id:  # the completing entry itself is never held
+            continue
+        other = entries[other_id]
         if other.status is EntryStatus.HELD and other.hold_reason == AWAITING_PREVIOUS_RUN:
             return [ev.EntryReleased(at=now, entry_id=other.id, reason="previous_run_finished")]
     return []

@@ -283,6 +283,8 @@ def _record_outcome(d: Draft, run: ActiveRun | None, outcome: str, failed: bool)
     if old is None:
         return
     failures = old.consecutive_failures + 1 if failed else 0
+    if old.last_outcome == outcome and old.consecutive_failures == failures:
+        return  # the usual case (another success): the record would be an equal copy
     new = evolve(old, last_outcome=outcome, consecutive_failures=failures)
     _m(d, "schedules")[run.schedule_id] = new
 
