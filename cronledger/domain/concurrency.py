@@ -27,15 +27,18 @@ class ConcurrencyDecision:
     cancel: tuple[str, ...] = ()
 
 
+_QUEUE = ConcurrencyDecision(Action.QUEUE)  # frozen: one shared instance for the usual case
+
+
 def decide_concurrency(
     snapshot: Snapshot, schedule_id: str, policy: ConcurrencyPolicy, manual: bool
 ) -> ConcurrencyDecision:
     """Apply `policy` to a new fire, given the schedule's active and waiting entries."""
-    if policy is ConcurrencyPolicy.ALLOW:
-        return ConcurrencyDecision(Action.QUEUE)
+    if policy is ConcurrencyPolicy.ALLOW or schedule_id not in snapshot.open_by_schedule:
+        return _QUEUE
     opened = snapshot.open_entries(schedule_id)
     if not opened:
-        return ConcurrencyDecision(Action.QUEUE)
+        return _QUEUE
     # A retrying entry continues its task: it counts as the active one, not as waiting.
     active = [e for e in opened if e.status is EntryStatus.ASSIGNED or e.attempt > 1]
     waiting = [e for e in opened if e.status is not EntryStatus.ASSIGNED and e.attempt == 1]

@@ -35,11 +35,11 @@ def _fire(
     spec = state.spec
     next_fire, next_due = advance
     decision = decide_concurrency(snapshot, spec.id, spec.concurrency, request is not None)
-    cancels = [
-        ev.RunCancelled(at=now, run_id=run_id, reason="replaced") for run_id in decision.cancel
-    ]
-    commands = [CancelRun(run_id=run_id, reason="replaced") for run_id in decision.cancel]
-    out: list[ev.Event] = list(cancels)
+    out: list[ev.Event] = []
+    commands: list[CancelRun] = []
+    for run_id in decision.cancel:
+        out.append(ev.RunCancelled(at=now, run_id=run_id, reason="replaced"))
+        commands.append(CancelRun(run_id=run_id, reason="replaced"))
     if decision.action is Action.SKIP:
         out.append(
             ev.FireSkipped(
@@ -98,9 +98,10 @@ def evaluate_schedule(snapshot: Snapshot, state: ScheduleState, now: int) -> Dec
     """One due schedule at `now`: gate, misfire policy, then concurrency; at most one fire."""
     spec = state.spec
     first = state.next_fire_at
-    if first is None or state.paused or state.complete:
+    if first is None or state.paused or (spec.fire_limit is not None and state.complete):
         return [], []
-    if not gate_allows(spec.active_hours, spec.quiet_hours, now):
+    gated = spec.active_hours is not None or spec.quiet_hours is not None
+    if gated and not gate_allows(spec.active_hours, spec.quiet_hours, now):
         until = gate_opens_at(spec.active_hours, spec.quiet_hours, now)
         return [ev.FireDeferred(at=now, schedule_id=spec.id, nominal=first, until=until)], []
 
@@ -113,6 +114,10 @@ def evaluate_schedule(snapshot: Snapshot, state: ScheduleState, now: int) -> Dec
         outcome = classify(spec, first, last, now, grace)
         nominal = next_fire_after(spec.trigger, last)
     advance = (nominal, due_at(spec.id, nominal, spec.jitter_ms))
+    if not outcome.missed and outcome.fire is not None:  # the usual case: one fire, none missed
+        return _fire(
+            snapshot, state, now, outcome.fire, outcome.represents, outcome.late_ms, None, advance
+        )
     out: list[ev.Event] = []
     if outcome.missed:
         assert outcome.missed_first is not None and outcome.missed_last is not None
