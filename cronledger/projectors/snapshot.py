@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import attrs
 from immutables import Map
 
 from cronledger.domain import events as ev
@@ -105,6 +106,15 @@ def _rebuild_indexes(d: Draft) -> None:
 
 # --- helpers on the draft -------------------------------------------------------------------
 
+# The declared defaults, in the order `make` puts them first: the hot handlers build records
+# from a copy of these instead of calling `make` (same fields, same order).
+_ENTRY_DEFAULTS: dict[str, Any] = {
+    a.name: a.default for a in attrs.fields(Entry) if a.default is not attrs.NOTHING
+}
+_RUN_DEFAULTS: dict[str, Any] = {
+    a.name: a.default for a in attrs.fields(ActiveRun) if a.default is not attrs.NOTHING
+}
+
 
 def _count(d: Draft, name: str, delta: int = 1) -> None:
     """Add to a health counter; `_finish` folds the sums into Counters once per batch."""
@@ -170,13 +180,25 @@ def _finish(d: Draft) -> Snapshot:
     return build(Snapshot, d)
 
 
+def _wake_at(s: ScheduleState) -> int | None:
+    """`ScheduleState.wake_at` in one call (the fold asks it twice per fire)."""
+    due = s.due_at
+    if s.paused or due is None or s.next_fire_at is None:
+        return None
+    limit = s.spec.fire_limit
+    if limit is not None and s.fire_count >= limit:
+        return None
+    until = s.deferred_until
+    return until if until is not None and until > due else due
+
+
 def _put_schedule(d: Draft, old: ScheduleState | None, new: ScheduleState) -> None:
     sid = new.spec.id
     if d["due"] is None:  # bulk replay: the due index is rebuilt at the end
         _m(d, "schedules")[sid] = new
         return
-    old_wake = old.wake_at if old is not None else None
-    new_wake = new.wake_at
+    old_wake = _wake_at(old) if old is not None else None
+    new_wake = _wake_at(new)
     _m(d, "schedules")[sid] = new
     if old_wake != new_wake:
         due = _edits(d, "due")
@@ -376,40 +398,36 @@ def _fire_recorded(d: Draft, e: ev.FireRecorded) -> None:
         return
     spec = state.spec
     if e.request_id is None:
-        new = evolve(
-            state,
-            next_fire_at=e.next_fire_at,
-            due_at=e.due_at,
-            deferred_since=None,
-            deferred_until=None,
-            last_fired_for=e.nominal,
-            fire_count=state.fire_count + 1,
-        )
-        _put_schedule(d, state, new)
+        fields = state.__dict__.copy()  # evolve, inlined: this is the fold's hottest record
+        fields["next_fire_at"] = e.next_fire_at
+        fields["due_at"] = e.due_at
+        fields["deferred_since"] = None
+        fields["deferred_until"] = None
+        fields["last_fired_for"] = e.nominal
+        fields["fire_count"] = state.fire_count + 1
+        _put_schedule(d, state, build(ScheduleState, fields))
         _count(d, "fires")
     else:
         _drop_request(d, e.request_id)
         _count(d, "fires")
         _count(d, "manual_fires")
     retry = spec.retry
-    entry = make(
-        Entry,
-        id=e.entry_id,
-        seq=d["seq"] + 1,
-        schedule_id=e.schedule_id,
-        target=spec.target,
-        priority=spec.priority,
-        status=EntryStatus.HELD if e.hold else EntryStatus.PENDING,
-        hold_reason=e.hold,
-        queued_at=e.at,
-        principal=spec.principal,
-        max_attempts=retry.max_attempts,
-        backoff_ms=retry.backoff_ms,
-        max_backoff_ms=retry.max_backoff_ms,
-        timeout_ms=spec.timeout_ms,
-        nominal=e.nominal,
-    )
-    _add_entry(d, entry)
+    fields = _ENTRY_DEFAULTS.copy()  # `make(Entry, ...)`, inlined (same fields, same order)
+    fields["id"] = e.entry_id
+    fields["seq"] = d["seq"] + 1
+    fields["schedule_id"] = e.schedule_id
+    fields["target"] = spec.target
+    fields["priority"] = spec.priority
+    fields["status"] = EntryStatus.HELD if e.hold else EntryStatus.PENDING
+    fields["hold_reason"] = e.hold
+    fields["queued_at"] = e.at
+    fields["principal"] = spec.principal
+    fields["max_attempts"] = retry.max_attempts
+    fields["backoff_ms"] = retry.backoff_ms
+    fields["max_backoff_ms"] = retry.max_backoff_ms
+    fields["timeout_ms"] = spec.timeout_ms
+    fields["nominal"] = e.nominal
+    _add_entry(d, build(Entry, fields))
 
 
 def _fire_without_run(d: Draft, e: ev.FireSkipped | ev.FireCoalesced) -> None:
@@ -499,21 +517,22 @@ def _run_assigned(d: Draft, e: ev.RunAssigned) -> None:
     entry = d["entries"].get(e.entry_id)
     if entry is None:
         return
-    assigned = evolve(
-        entry, status=EntryStatus.ASSIGNED, run_id=e.run_id, attempt=e.attempt, not_before=None
-    )
-    _replace_entry(d, entry, assigned)
-    run = make(
-        ActiveRun,
-        run_id=e.run_id,
-        entry_id=e.entry_id,
-        schedule_id=entry.schedule_id,
-        attempt=e.attempt,
-        assigned_at=e.at,
-        deadline=e.deadline,
-        call=e.call,
-    )
-    _m(d, "runs")[e.run_id] = run
+    fields = entry.__dict__.copy()  # evolve, inlined
+    fields["status"] = EntryStatus.ASSIGNED
+    fields["run_id"] = e.run_id
+    fields["attempt"] = e.attempt
+    fields["not_before"] = None
+    _unindex_entry(d, entry)  # _replace_entry: an Assigned entry is in no index
+    _m(d, "entries")[e.entry_id] = build(Entry, fields)
+    run = _RUN_DEFAULTS.copy()  # `make(ActiveRun, ...)`, inlined (same fields, same order)
+    run["run_id"] = e.run_id
+    run["entry_id"] = e.entry_id
+    run["schedule_id"] = entry.schedule_id
+    run["attempt"] = e.attempt
+    run["assigned_at"] = e.at
+    run["deadline"] = e.deadline
+    run["call"] = e.call
+    _m(d, "runs")[e.run_id] = build(ActiveRun, run)
     _count(d, "assigned")
 
 
