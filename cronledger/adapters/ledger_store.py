@@ -6,9 +6,10 @@ originator_version) is the optimistic lock: a batch is inserted at expected+1.. 
 transaction, and a writer that lost the race gets an integrity error, reported as
 `LedgerConflict`. A second recorder ("snapshots") keeps snapshots with version = position.
 
-Appends go through the recorder's `insert_events`, except on SQLite: there one multi-row
-`INSERT` per 2,000 events goes into the recorder's own table, in the datastore's transaction (so
-a primary-key clash maps to the same conflict). `executemany` releases the GIL around every row's
+Appends go through the recorder's `insert_events`, except on SQLite: there the ledger keeps a
+connection of its own for the hot path (`_SQLiteWriter`), and an append is one `BEGIN
+IMMEDIATE` transaction that checks the position and then inserts one multi-row `INSERT` per
+2,000 events into the recorder's own table. `executemany` releases the GIL around every row's
 step, and with other busy threads in the process (in-process calls) each re-acquisition can
 wait for a switch interval: measured on 8,192 rows with two busy threads, 0.9-4.5 ms per row
 against 49-75 µs per row for multi-row statements (2.5 against 4.2-5.4 µs with none). Bulk reads
@@ -58,7 +59,9 @@ _SCHEMES: Final = "memory://, sqlite:///path.db or postgresql://user@host:port/d
 Row = tuple[int, str, bytes]
 RowReader = Callable[[int, int, int], Sequence[Row]]  # (after, upto, limit) -> rows
 NewRow = tuple[str, int, str, bytes]  # (originator_id, originator_version, topic, state)
-RowWriter = Callable[[list[NewRow]], None]  # inserts in one transaction
+PositionReader = Callable[[], int]  # the last position, 0 when empty
+# Inserts at expected+1.. in one transaction that first checks the position (LedgerConflict).
+CheckedWriter = Callable[[list[NewRow], int], None]
 
 
 class RecorderLedger:
@@ -72,7 +75,8 @@ class RecorderLedger:
         snapshots: AggregateRecorder,
         codec: EventCodec,
         read_rows: RowReader | None = None,
-        insert_rows: RowWriter | None = None,
+        read_position: PositionReader | None = None,
+        append_rows: CheckedWriter | None = None,
         close: Callable[[], None] | None = None,
         db_errors: tuple[type[Exception], ...] = (),
         snapshots_in_version_order: bool = True,
@@ -82,7 +86,8 @@ class RecorderLedger:
         self.snapshots_recorder = snapshots
         self.codec = codec
         self._read_rows = read_rows or self._select_rows
-        self._insert_rows = insert_rows or self._insert_stored
+        self._read_position = read_position or self._select_position
+        self._append_rows = append_rows
         self._close = close
         self._db_errors: tuple[type[Exception], ...] = (PersistenceError, sqlite3.Error, *db_errors)
         self._snapshots_in_version_order = snapshots_in_version_order
@@ -92,8 +97,7 @@ class RecorderLedger:
 
     def position(self) -> int:
         with self._guard("read the position of"):
-            last = self.events_recorder.select_events(STREAM_ID, desc=True, limit=1)
-        return last[0].originator_version if last else 0
+            return self._read_position()
 
     def append(self, events: Sequence[Event], expected_position: int) -> int:
         self._check_position_arg("expected_position", expected_position)
@@ -104,6 +108,10 @@ class RecorderLedger:
         for position, event in enumerate(events, start=expected_position + 1):
             topic, state = encode(event)
             rows.append((STREAM_ID, position, topic, state))
+        if self._append_rows is not None:  # the check inside the write transaction
+            with self._guard("append to"):
+                self._append_rows(rows, expected_position)
+            return expected_position + len(rows)
         # Checked first so that an expected position ahead of the ledger cannot leave a gap;
         # the primary key still settles a race between writers that both pass this check.
         actual = self.position()
@@ -111,12 +119,16 @@ class RecorderLedger:
             raise LedgerConflict(expected_position, actual)
         try:
             with self._guard("append to"):
-                self._insert_rows(rows)
+                self._insert_stored(rows)
         except LedgerError as e:
             if isinstance(e.__cause__, RecordConflictError):
                 raise LedgerConflict(expected_position, self.position()) from None
             raise
         return expected_position + len(rows)
+
+    def _select_position(self) -> int:
+        last = self.events_recorder.select_events(STREAM_ID, desc=True, limit=1)
+        return last[0].originator_version if last else 0
 
     def _insert_stored(self, rows: list[NewRow]) -> None:
         self.events_recorder.insert_events([StoredEvent(*row) for row in rows])
@@ -404,14 +416,25 @@ def _open_sqlite(url: str, codec: EventCodec) -> RecorderLedger:
             rows: list[Row] = cursor.fetchall()
             return rows
 
+    try:
+        writer = _SQLiteWriter(path, table, synchronous.upper())
+    except sqlite3.Error as e:
+        factory.close()
+        raise LedgerError(f"cannot open ledger {url!r}: {_one_line(e)}") from e
+
+    def close() -> None:
+        writer.close()
+        factory.close()
+
     return RecorderLedger(
         url,
         events=events,
         snapshots=snapshots,
         codec=codec,
         read_rows=read_rows,
-        insert_rows=_multi_row_inserter(datastore, table),
-        close=factory.close,
+        read_position=writer.position,
+        append_rows=writer.append,
+        close=close,
     )
 
 
@@ -421,21 +444,65 @@ def _open_sqlite(url: str, codec: EventCodec) -> RecorderLedger:
 _INSERT_CHUNK: Final = 2000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 200
 
 
-def _multi_row_inserter(datastore: Any, table: str) -> RowWriter:
-    """Rows inserted with one `INSERT ... VALUES (...), (...)` per chunk, in one transaction."""
-    columns = f"INSERT INTO {table} (originator_id, originator_version, topic, state) VALUES "
-    full = columns + ",".join(["(?,?,?,?)"] * _INSERT_CHUNK)  # the only statement kept
+class _SQLiteWriter:
+    """The ledger's own connection for the engine's hot path: the position, and appends.
 
-    def insert_rows(rows: list[NewRow]) -> None:
-        with datastore.transaction(commit=True) as c:
-            cursor: sqlite3.Cursor = c.sqlite_cursor
-            for start in range(0, len(rows), _INSERT_CHUNK):
-                chunk = rows[start : start + _INSERT_CHUNK]
-                n = len(chunk)
-                sql = full if n == _INSERT_CHUNK else columns + ",".join(["(?,?,?,?)"] * n)
-                cursor.execute(sql, list(chain.from_iterable(chunk)))
+    An append is one `BEGIN IMMEDIATE` transaction (the write lock first, so no other writer
+    can slip in) that reads the last position, raises `LedgerConflict` unless it is the expected
+    one, then inserts with one multi-row `INSERT` per chunk: the check and the insert are
+    atomic, so a batch can neither clash nor leave a gap. Going through the eventsourcing pool
+    cost ~60-90 µs of CPU per commit in its locks and context managers (measured: 160-190 µs
+    against 98 µs for the same 10-row commit), and the engine commits once per tick. One lock
+    makes the connection safe to share between threads (a user command from another thread).
+    """
 
-    return insert_rows
+    def __init__(self, path: str, table: str, synchronous: str) -> None:
+        self._conn = sqlite3.connect(
+            path, timeout=10.0, isolation_level=None, check_same_thread=False
+        )
+        self._lock = threading.Lock()
+        try:
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        except sqlite3.Error:
+            self._conn.close()
+            raise
+        self._last = f"SELECT max(originator_version) FROM {table} WHERE originator_id=?"
+        self._columns = (
+            f"INSERT INTO {table} (originator_id, originator_version, topic, state) VALUES "
+        )
+        self._full = self._columns + ",".join(["(?,?,?,?)"] * _INSERT_CHUNK)
+
+    def position(self) -> int:
+        with self._lock:
+            row = self._conn.execute(self._last, (STREAM_ID,)).fetchone()
+        return int(row[0] or 0)
+
+    def append(self, rows: list[NewRow], expected: int) -> None:
+        conn = self._conn
+        with self._lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                actual = int(conn.execute(self._last, (STREAM_ID,)).fetchone()[0] or 0)
+                if actual != expected:
+                    raise LedgerConflict(expected, actual)
+                for start in range(0, len(rows), _INSERT_CHUNK):
+                    chunk = rows[start : start + _INSERT_CHUNK]
+                    n = len(chunk)
+                    sql = (
+                        self._full
+                        if n == _INSERT_CHUNK
+                        else self._columns + ",".join(["(?,?,?,?)"] * n)
+                    )
+                    conn.execute(sql, list(chain.from_iterable(chunk)))
+                conn.commit()
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
 
 
 def _check_sqlite_path(url: str, path: Path) -> None:

@@ -13,6 +13,7 @@ from eventsourcing.persistence import StoredEvent
 
 from cronledger.adapters.ledger import Ledger, open_ledger
 from cronledger.adapters.ledger_store import _INSERT_CHUNK, STREAM_ID, RecorderLedger
+from cronledger.domain.events import Event
 from cronledger.errors import InvalidInput, LedgerConflict, LedgerCorrupted, LedgerError
 from tests.integration.conftest import (
     PG_URL,
@@ -159,32 +160,63 @@ def test_a_batch_larger_than_one_insert_statement_is_stored_whole_and_in_order(
     assert [e for _, e in ledger.read()] == batch
 
 
-def test_a_clash_in_a_later_insert_statement_rolls_back_the_whole_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_failure_in_a_later_insert_statement_rolls_back_the_whole_batch(
+    tmp_path: Path,
 ) -> None:
-    """A row already exists where the second INSERT of the batch writes: the append is a
-    conflict and the rows of the first statement are not left behind."""
-    clash = _INSERT_CHUNK + 50
+    """The second INSERT of a SQLite batch fails (a trigger refuses one row): the append is an
+    error and the rows of the first statement are not left behind; the ledger stays usable."""
+    failing = _INSERT_CHUNK + 50
     url = "sqlite:///" + str(tmp_path / "ledger.db")
-    ledger = open_ledger(url)
-    try:
-        assert isinstance(ledger, RecorderLedger)
-        topic, state = ledger.codec.encode(simple_events(1, start=99)[0])
+    with open_ledger(url) as ledger:
         db = sqlite3.connect(tmp_path / "ledger.db")
         db.execute(
-            "INSERT INTO stored_events VALUES (?, ?, ?, ?)", (STREAM_ID, clash, topic, state)
+            "CREATE TRIGGER refuse BEFORE INSERT ON stored_events "
+            f"WHEN NEW.originator_version = {failing} BEGIN SELECT RAISE(ABORT, 'refused'); END"
         )
         db.commit()
+        with pytest.raises(LedgerError, match="refused"):
+            ledger.append(simple_events(failing + 100, tag="batch"), 0)
+        assert ledger.position() == 0
+        assert positions(ledger) == []
+        db.execute("DROP TRIGGER refuse")
+        db.commit()
         db.close()
-        monkeypatch.setattr(ledger, "position", lambda: 0)  # the pre-check saw nothing
-        with pytest.raises(LedgerConflict):
-            ledger.append(simple_events(clash + 100, tag="clash"), 0)
-        db = sqlite3.connect(tmp_path / "ledger.db")
-        versions = [v for (v,) in db.execute("SELECT originator_version FROM stored_events")]
+        assert ledger.append(simple_events(3), 0) == 3
+        assert positions(ledger) == [1, 2, 3]
+
+
+def test_a_sqlite_append_checks_the_position_inside_its_write_transaction(
+    tmp_path: Path,
+) -> None:
+    """Another connection that holds the write lock makes the append wait; once it commits,
+    the append sees its rows and is a conflict (never a clash, never a gap)."""
+    url = "sqlite:///" + str(tmp_path / "ledger.db")
+    with open_ledger(url) as ledger, open_ledger(url) as other:
+        assert isinstance(ledger, RecorderLedger)
+        topic, state = ledger.codec.encode(simple_events(1, tag="other")[0])
+        db = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO stored_events VALUES (?, ?, ?, ?)", (STREAM_ID, 1, topic, state))
+        outcome: list[object] = []
+        writer = threading.Thread(
+            target=lambda: outcome.append(_append_or_conflict(ledger, simple_events(2), 0))
+        )
+        writer.start()
+        writer.join(timeout=0.3)
+        assert writer.is_alive(), "the append should wait for the other writer's lock"
+        db.execute("COMMIT")
         db.close()
-        assert versions == [clash]
-    finally:
-        ledger.close()
+        writer.join(timeout=30)
+        assert isinstance(outcome[0], LedgerConflict)
+        assert (outcome[0].expected, outcome[0].actual) == (0, 1)
+        assert positions(other) == [1]
+
+
+def _append_or_conflict(ledger: Ledger, events: list[Event], expected: int) -> object:
+    try:
+        return ledger.append(events, expected)
+    except LedgerConflict as e:
+        return e
 
 
 def test_of_concurrent_writers_at_one_position_exactly_one_wins(make_ledger: MakeLedger) -> None:
@@ -346,6 +378,9 @@ def test_sqlite_durability_is_full_unless_the_url_says_otherwise(
         with datastore.transaction(commit=False) as cursor:
             cursor.execute("PRAGMA synchronous")
             assert cursor.fetchone()[0] == expected
+        # ... and on the connection the appends go through
+        writer = ledger._append_rows.__self__  # type: ignore[union-attr]
+        assert writer._conn.execute("PRAGMA synchronous").fetchone()[0] == expected
 
 
 BAD_URLS = {
