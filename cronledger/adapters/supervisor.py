@@ -132,6 +132,7 @@ class Supervisor:
         self.jobs: dict[int, _Job] = {}  # by pid
         self.by_id: dict[str, _Job] = {}
         self.conns: set[_Conn] = set()
+        self.unsent: set[_Conn] = set()  # connections with queued messages (see _reply)
         self.kills: list[tuple[float, int, str]] = []  # (monotonic deadline, seq, run id)
         self.seq = itertools.count()
         self.cwd = os.getcwd()
@@ -170,6 +171,8 @@ class Supervisor:
             if self.kills:
                 self._due_kills()
             self._flush_exits()
+            if self.unsent:
+                self._send_all()
 
     def _drain_wake(self, _mask: int) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -248,10 +251,18 @@ class Supervisor:
             job.watchers.discard(conn)
 
     def _reply(self, conn: _Conn, message: Json) -> None:
+        """Queue a message; the loop sends what a pass queued in one write per runner (each
+        write wakes the runner, and the woken thread can take our CPU)."""
         if conn.closed:
             return
         conn.out += json.dumps(message, separators=(",", ":")).encode() + b"\n"
-        self._send_out(conn)
+        self.unsent.add(conn)
+
+    def _send_all(self) -> None:
+        conns, self.unsent = self.unsent, set()
+        for conn in conns:
+            if not conn.closed and not conn.writing:
+                self._send_out(conn)
 
     def _send_out(self, conn: _Conn) -> None:
         try:
