@@ -4,7 +4,9 @@ One stream: the "events" recorder holds every event under the fixed text origina
 `STREAM_ID`, with originator_version = ledger position. The primary key (originator_id,
 originator_version) is the optimistic lock: a batch is inserted at expected+1.. in one
 transaction, and a writer that lost the race gets an integrity error, reported as
-`LedgerConflict`. A second recorder ("snapshots") keeps snapshots with version = position.
+`LedgerConflict` (on SQLite the position is checked inside the write transaction instead, see
+below: the loser waits for the write lock, up to 10 s, then fails that check). A second
+recorder ("snapshots") keeps snapshots with version = position.
 
 Appends go through the recorder's `insert_events`, except on SQLite: there the ledger keeps a
 connection of its own for the hot path (`_SQLiteWriter`), and an append is one `BEGIN
@@ -23,6 +25,7 @@ for speed: a crash of the machine may lose the last commits, never corrupt the f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -480,8 +483,8 @@ class _SQLiteWriter:
     def append(self, rows: list[NewRow], expected: int) -> None:
         conn = self._conn
         with self._lock:
-            conn.execute("BEGIN IMMEDIATE")
             try:
+                conn.execute("BEGIN IMMEDIATE")
                 actual = int(conn.execute(self._last, (STREAM_ID,)).fetchone()[0] or 0)
                 if actual != expected:
                     raise LedgerConflict(expected, actual)
@@ -497,7 +500,8 @@ class _SQLiteWriter:
                 conn.commit()
             except BaseException:
                 if conn.in_transaction:
-                    conn.rollback()
+                    with contextlib.suppress(sqlite3.Error):  # the first error is the one to tell
+                        conn.rollback()
                 raise
 
     def close(self) -> None:

@@ -86,6 +86,7 @@ import hashlib
 import heapq
 import itertools
 import json
+import math
 import os
 import select
 import shutil
@@ -109,6 +110,7 @@ from cronledger.adapters.runner import Started
 from cronledger.domain.commands import CancelRun, RunnerCommand, StartRun
 from cronledger.domain.state import ActiveRun
 from cronledger.domain.values import Command, ExitKind, RunExit
+from cronledger.errors import InvalidInput
 
 ADOPTED_POLL_S = 0.2
 DELETE_BATCH = 64  # forgotten runs whose files the watcher deletes together
@@ -413,6 +415,10 @@ class ProcessRunner:
         clock: Callable[[], int] | None = None,
         wake: Callable[[], None] | None = None,
     ) -> None:
+        if not (isinstance(kill_grace_s, int | float) and 0 <= kill_grace_s < math.inf):
+            raise InvalidInput(
+                "kill_grace_s", f"must be a finite number of seconds >= 0, got {kill_grace_s!r}"
+            )
         self.runs_dir = Path(state_dir) / "runs"
         self.runs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._dir = str(self.runs_dir.resolve())
@@ -1323,8 +1329,9 @@ def _not_in_path(program: str, path: str) -> str:
 
 def _line(message: Json) -> bytes:
     """A message as one JSON line: orjson (several times faster on a tick's batch), or the
-    standard library for text orjson refuses (lone surrogates from undecodable bytes, which
-    the supervisor's json decodes back to the same strings)."""
+    standard library for what orjson refuses (lone surrogates from undecodable bytes, which
+    the supervisor's json decodes back to the same strings). orjson writes NaN and infinities
+    as null: the only float sent, the kill grace, is checked finite in `__init__`."""
     try:
         return orjson.dumps(message) + b"\n"
     except orjson.JSONEncodeError:

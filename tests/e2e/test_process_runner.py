@@ -23,6 +23,7 @@ from cronledger.adapters.runner import Started
 from cronledger.domain import events as ev
 from cronledger.domain.commands import StartRun, SubmitTask
 from cronledger.domain.values import Call, Command, ExitKind
+from cronledger.errors import InvalidInput
 from tests.e2e.conftest import (
     T0,
     Harness,
@@ -892,3 +893,13 @@ def test_a_restarted_engine_adopts_a_running_process_and_records_its_exit_once(
     failed = [e for e in _facts(second) if isinstance(e, ev.RunFailed)]
     assert [(e.reason, e.exit_code) for e in failed] == [("exit", 3)]
     second.close()
+
+
+@pytest.mark.parametrize("grace", [-1.0, float("inf"), float("nan"), "5"])
+def test_a_kill_grace_that_is_not_a_finite_number_of_seconds_is_refused(
+    tmp_path: Path, grace: object
+) -> None:
+    """It travels to the supervisor as JSON, where inf and nan have no spelling."""
+    with pytest.raises(InvalidInput, match="kill_grace_s"):
+        ProcessRunner(tmp_path / "state", kill_grace_s=grace)  # type: ignore[arg-type]
+    assert not (tmp_path / "state").exists()
