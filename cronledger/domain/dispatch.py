@@ -59,15 +59,18 @@ def dispatch(snapshot: Snapshot, now: int, limit: int) -> tuple[list[ev.Event], 
         fallback = None
         call = None
         if isinstance(target, Command):
-            values = {
-                "{run_id}": run_id,
-                "{schedule}": entry.schedule_id or "",
-                "{scheduled_for}": iso(scheduled_for),
-                "{attempt}": str(entry.attempt),
-            }
-            argv = render_argv(target.argv, values)
-            if target.fallback:
-                fallback = render_argv(target.fallback, values)
+            argv = tuple(target.argv)
+            fallback = tuple(target.fallback) if target.fallback else None
+            if any("{" in arg for arg in argv) or any("{" in arg for arg in fallback or ()):
+                values = {  # only when there is something to fill (iso() is not free)
+                    "{run_id}": run_id,
+                    "{schedule}": entry.schedule_id or "",
+                    "{scheduled_for}": iso(scheduled_for),
+                    "{attempt}": str(entry.attempt),
+                }
+                argv = render_argv(argv, values)
+                if fallback is not None:
+                    fallback = render_argv(fallback, values)
         else:
             call = target.name
         deadline = now + entry.timeout_ms if entry.timeout_ms is not None else None
