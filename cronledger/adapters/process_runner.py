@@ -88,6 +88,7 @@ import itertools
 import json
 import math
 import os
+import re
 import select
 import shutil
 import signal
@@ -130,8 +131,14 @@ def _default_clock() -> int:
     return time.time_ns() // 1_000_000
 
 
+# What urllib.parse.quote(..., safe="@#!+=,") leaves as it is: such an id is its own stem.
+_PLAIN_STEM = re.compile(r"[A-Za-z0-9_.~@#!+=,-]{1,180}")
+
+
 def run_file_name(run_id: str) -> str:
     """The file stem of a run: its id percent-encoded, never '.'-led, at most ~180 bytes."""
+    if _PLAIN_STEM.fullmatch(run_id) and run_id[0] != ".":
+        return run_id  # the usual id (quote() cost ~4 us, twice per spawn)
     name = urllib.parse.quote(run_id, safe="@#!+=,")
     if name.startswith("."):
         name = "%2E" + name[1:]
@@ -792,7 +799,8 @@ class ProcessRunner:
             connected = self._sock is sock
             for item in items:
                 run_id = item[0]
-                self._runs[run_id] = _Run(run_id, self._base(run_id), None, item[4], True)
+                base = os.path.join(self._dir, item[1])
+                self._runs[run_id] = _Run(run_id, base, None, item[4], True)
                 started = _PendingStarted(
                     run_id, item[4], self._cond, self._drop_connection, handed_at
                 )
