@@ -35,8 +35,9 @@ Run from the repository root: `python bench/dispatch.py [--quick] [--json]
 Each measurement runs in a fresh child process (bench/dispatch_workloads.py); rates with repeats
 report the median. Progress goes to stderr; `--json` prints one JSON object on stdout instead of
 the table. `--quick` uses small sizes (a smoke test; the goals are for the full run).
-`--profile due|due-at|steady|steady-spread` runs the cronledger side of (1) or (2) at a small
-size plainly, under phase timers and under cProfile, and prints where the time goes;
+`--profile due|due-at|steady|steady-spread|processes` runs the cronledger side of (1), (2) or
+(4) at a small size plainly, under phase timers and under cProfile, and prints where the time
+goes (for (4) also the run supervisor's CPU);
 `--profile parts` times each piece of the path in isolation. The exit status is 1 when a goal
 is missed in a full run.
 """
@@ -96,7 +97,12 @@ QUICK: dict[str, Any] = {
     "idle_s": 5,
     "process_n": 100,
 }
-PROFILE: dict[str, Any] = {"due_n": 2_000, "steady_schedules": 2_000, "steady_s": 5}
+PROFILE: dict[str, Any] = {
+    "due_n": 2_000,
+    "steady_schedules": 2_000,
+    "steady_s": 5,
+    "process_n": 2_000,
+}
 
 
 def log(text: str) -> None:
@@ -416,9 +422,14 @@ def print_table(r: dict[str, Any]) -> None:
 
 
 def print_profile(kind: str, quick: bool) -> None:
-    """The cronledger side of (1) or (2) at a small size: plain, under phase timers, and under
+    """The cronledger side of (1), (2) or (4) at a small size: plain, under phase timers, and under
     cProfile (three separate runs: each instrument distorts the timing differently)."""
-    if kind in ("due", "due-at"):
+    if kind == "processes":
+        n = QUICK["process_n"] if quick else PROFILE["process_n"]
+        params = {"n": n, "workers": PROCESS_WORKERS, "state_base": work.tmpfs_dir()}
+        child_kind, rate = "cronledger_processes", "jobs_per_s"
+        title = f"subprocesses, {n:,} `true` commands, max_workers {PROCESS_WORKERS}"
+    elif kind in ("due", "due-at"):
         n = QUICK["due_n"] if quick else PROFILE["due_n"]
         mode = "task" if kind == "due" else "at"
         params: dict[str, Any] = {
@@ -442,13 +453,15 @@ def print_profile(kind: str, quick: bool) -> None:
     }
     print(f"{title} (load average {load_average():.2f})")
     for instrument, r in runs.items():
+        supervisor = r.get("supervisor_cpu")
         print(
             f"  {instrument or 'plain':<9} {r[rate]:>9,.0f}/s  cpu {r['cpu']:.2f} "
             f"(main thread {r['main_thread_cpu']:.2f}), {r['ticks']} ticks"
+            + ("" if supervisor is None else f", run supervisor cpu {supervisor:.2f}")
         )
     timed = runs["phases"]
     jobs = timed["jobs"]
-    wall = timed["elapsed_s"] if kind.startswith("due") else timed["wall_s"]
+    wall = timed["wall_s"] if kind.startswith("steady") else timed["elapsed_s"]
     print(f"phases, wall time in the main thread (nested included), per job over {jobs:,} jobs:")
     for name, p in timed["phases"].items():
         print(
@@ -471,9 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile",
-        choices=("due", "due-at", "steady", "steady-spread", "parts"),
+        choices=("due", "due-at", "steady", "steady-spread", "processes", "parts"),
         default=None,
-        help="profile the cronledger side of (1) (tasks or At schedules) or (2), small size",
+        help="profile the cronledger side of (1) (tasks or At schedules), (2) or (4), small size",
     )
     parser.add_argument("--child", nargs=2, metavar=("KIND", "PARAMS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

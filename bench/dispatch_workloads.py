@@ -135,13 +135,15 @@ class Completions:
 
 
 class AppendWatch:
-    """Times every SQLite insert + commit of the ledger: a slow disk (an fsync stalled by other
-    I/O on the machine) shows up as lateness, and this tells it apart from slow code."""
+    """Times every SQLite insert + commit of the ledger (the checked append in one transaction,
+    `_append_rows`; the recorder's `insert_events` on other stores): a slow disk (an fsync
+    stalled by other I/O on the machine) shows up as lateness, and this tells it apart from
+    slow code."""
 
     def __init__(self, engine: Engine) -> None:
         ledger: Any = engine.ledger
-        recorder = ledger.events_recorder
-        insert = recorder.insert_events
+        owner, attr = _insert_of(ledger)
+        insert = getattr(owner, attr)
         self.ms: list[float] = []
 
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -151,7 +153,7 @@ class AppendWatch:
             finally:
                 self.ms.append((time.perf_counter() - began) * 1000)
 
-        recorder.insert_events = timed
+        setattr(owner, attr, timed)
 
     def summary(self) -> dict[str, float]:
         ms = self.ms
@@ -162,6 +164,13 @@ class AppendWatch:
             "max_ms": round(max(ms), 1) if ms else 0.0,
             "over_100ms": sum(1 for m in ms if m > 100),
         }
+
+
+def _insert_of(ledger: Any) -> tuple[Any, str]:
+    """Where the ledger's insert + commit happens: (object, attribute) to wrap."""
+    if getattr(ledger, "_append_rows", None) is not None:
+        return ledger, "_append_rows"
+    return ledger.events_recorder, "insert_events"
 
 
 def set_gc(mode: str) -> None:
@@ -205,8 +214,9 @@ class PhaseTimers:
     """Wall time and calls per engine phase, by wrapping the functions the engine calls.
 
     Top level (one tick): `tick` = everything in Engine.tick; inside it `plan_tick` (split into
-    its own phases below), `append.encode` (codec), `append.sqlite` (the recorder's insert +
-    commit, i.e. the fsync), `append.position` (the SELECT before each append), `carry_out`
+    its own phases below), `append.encode` (codec), `append.sqlite` (the ledger's insert +
+    commit, i.e. the fsync), `append.position` (the position read before each tick, and on stores
+    other than SQLite before each append), `carry_out`
     (thread pool submit / spawns), `record_started` (the RunStarted append, which includes
     encode and sqlite again), `poll`, `health`, `publish`. Outside ticks: `sleep` (the wait for
     a wake-up) and the count of wake-ups. Nested phases are included in their parents. `gc` is
@@ -252,7 +262,7 @@ class PhaseTimers:
         self.wrap(ledger, "append", "append")
         self.wrap(ledger, "position", "append.position")
         self.wrap(ledger.codec, "encode", "append.encode")
-        self.wrap(ledger.events_recorder, "insert_events", "append.sqlite")
+        self.wrap(*_insert_of(ledger), "append.sqlite")
         if engine.runner is not None:
             self.wrap(engine.runner, "carry_out", "carry_out")
             self.wrap(engine.runner, "poll", "poll")
@@ -742,10 +752,18 @@ def cronledger_idle(schedules: int, seconds: int) -> dict[str, Any]:
 # --- (4) subprocesses --------------------------------------------------------------------------
 
 
-def cronledger_processes(n: int, workers: int, state_base: str | None) -> dict[str, Any]:
+def cronledger_processes(
+    n: int,
+    workers: int,
+    state_base: str | None,
+    instrument: str | None = None,
+    top: int = 40,
+) -> dict[str, Any]:
     """N `true` commands as submitted tasks with max_workers `workers`; elapsed from
     engine.run() until the N-th RunSucceeded is durable. The ledger is a SQLite file in the
-    default temp dir; the run files (state_dir) under `state_base` (tmpfs when available)."""
+    default temp dir; the run files (state_dir) under `state_base` (tmpfs when available).
+    `instrument` as in `measure`; the supervisor's CPU is reported as `supervisor_cpu` (cores,
+    over the same wall time) when /proc shows it."""
     with (
         scratch_dir(None, "cronledger-proc-") as tmp,
         scratch_dir(state_base, "cronledger-proc-state-") as state,
@@ -757,19 +775,42 @@ def cronledger_processes(n: int, workers: int, state_base: str | None) -> dict[s
         setup_s = time.perf_counter() - began
         done = Completions(engine, n)
         gc.collect()
-        timing = run_engine(engine, None, 600.0)
+        supervisor0 = _supervisor_cpu_s(engine)
+        timing, extra = measure(engine, None, 600.0, instrument, top)
+        supervisor = _supervisor_cpu_s(engine)
         assert done.done_at is not None and done.failed == 0, (done.succeeded, done.failed)
         elapsed = done.done_at - timing["started"]
         engine.close()
-    return {
+    result = {
         "n": n,
         "workers": workers,
         "state_dir_base": state_base or tempfile.gettempdir(),
         "setup_s": setup_s,
         "elapsed_s": elapsed,
+        "wall_s": timing["wall_s"],
         "jobs_per_s": n / elapsed,
         "cpu": timing["cpu_s"] / timing["wall_s"],
+        "main_thread_cpu": timing["main_thread_cpu_s"] / timing["wall_s"],
+        "ticks": timing["ticks"],
+        **extra,
     }
+    if supervisor is not None:  # (None before the run: it started with the first spawn)
+        result["supervisor_cpu"] = (supervisor - (supervisor0 or 0.0)) / timing["wall_s"]
+    return result
+
+
+def _supervisor_cpu_s(engine: Engine) -> float | None:
+    """The run supervisor's own CPU seconds so far (Linux /proc), or None."""
+    runner = getattr(engine.runner, "processes", None) or engine.runner
+    pid = getattr(runner, "supervisor_pid", None)
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def popen_ceiling(n: int, threads: int) -> dict[str, Any]:
