@@ -125,8 +125,9 @@ class _Conn:
 class Supervisor:
     """The server loop; `serve()` returns when idle (see the module docstring)."""
 
-    def __init__(self, runs_dir: str, listener: socket.socket) -> None:
+    def __init__(self, runs_dir: str, listener: socket.socket, dir_fd: int) -> None:
         self.dir = runs_dir
+        self.dir_fd = dir_fd  # run files are opened relative to it (no path walk per file)
         self.listener = listener
         self.sel = selectors.DefaultSelector()
         self.jobs: dict[int, _Job] = {}  # by pid
@@ -175,9 +176,10 @@ class Supervisor:
                 self._send_all()
 
     def _drain_wake(self, _mask: int) -> None:
+        # One read: what is left keeps the pipe readable and is read on the next pass (a
+        # second read here would only raise BlockingIOError, on every pass).
         with contextlib.suppress(BlockingIOError):
-            while os.read(self.wake_r, 4096):
-                pass
+            os.read(self.wake_r, 4096)
 
     def _accept(self, _mask: int) -> None:
         while True:
@@ -324,23 +326,24 @@ class Supervisor:
         run_id, stem, argv, exe, fallback, env, cwd = item
         if not stem or "/" in stem or stem.startswith("."):
             return [run_id, "failed", f"bad run file name {stem!r}"]
-        base = os.path.join(self.dir, stem)
         try:
             fd = os.open(
-                base + ".st",
+                stem + ".st",
                 os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                 0o600,
+                dir_fd=self.dir_fd,
             )
         except FileExistsError:
             return self._existing(conn, run_id)
         except OSError as exc:
+            base = os.path.join(self.dir, stem)
             return [run_id, "failed", f"cannot create {base}.st: {exc.strerror}"]
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_size:  # a restarted runner marked it never-started meanwhile
                 os.close(fd)
                 return [run_id, "exists"]
-            outcome = self._start(base, argv, exe, env, cwd, conn)
+            outcome = self._start(stem, argv, exe, env, cwd, conn)
         except Exception as exc:
             outcome = f"cannot spawn {argv[0] if argv else ''!r}: {exc!r}"
             _log(f"spawning {run_id}:\n{traceback.format_exc()}")
@@ -366,7 +369,7 @@ class Supervisor:
 
     def _start(
         self,
-        base: str,
+        stem: str,
         argv: list[str],
         exe: str,
         env_overrides: dict[str, str] | None,
@@ -384,11 +387,10 @@ class Supervisor:
                 return f"working directory {cwd or job_cwd!r}: {exc.strerror}"
             self.cwd = job_cwd
         env = {**conn.env, **env_overrides} if env_overrides else conn.env
-        out = os.open(base + ".out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        out = os.open(stem + ".out", flags, 0o600, dir_fd=self.dir_fd)
         try:
-            err = os.open(
-                base + ".err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
-            )
+            err = os.open(stem + ".err", flags, 0o600, dir_fd=self.dir_fd)
             try:
                 return os.posix_spawn(
                     exe,
@@ -453,7 +455,7 @@ class Supervisor:
             finally:
                 os.close(job.fd)  # releases the run's lock: its status is complete
             try:
-                err_size = os.stat(os.path.join(self.dir, job.stem + ".err")).st_size
+                err_size = os.stat(job.stem + ".err", dir_fd=self.dir_fd).st_size
             except OSError:
                 err_size = -1
             for conn in job.watchers:
@@ -511,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(address)
     listener.listen(128)
-    supervisor = Supervisor(runs_dir, listener)
+    supervisor = Supervisor(runs_dir, listener, dir_fd)
     print(f"ready {os.getpid()}", flush=True)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # the runner reads our stdout up to the ready line: close it
