@@ -42,7 +42,8 @@ pid and then a `spawn_failed` exit. Exits come back as messages, each sent only 
 status is in the `.st` and the lock released. Cancel and timeout: the supervisor sends SIGTERM
 to the job's process group, then SIGKILL after the grace period (it keeps that timer even if
 the daemon dies). Files stay until `forget(run_id)` (the engine calls it once the outcome fact
-is durable), or until an `adopt` finds them belonging to no active run and not locked.
+is durable; the watcher thread then deletes them, DELETE_BATCH runs at a time or within
+DELETE_DELAY_S), or until an `adopt` finds them belonging to no active run and not locked.
 
 Restart protocol, `adopt(runs)` with the runs the ledger says are active:
 
@@ -307,9 +308,11 @@ def _kill_orphaned_group(pgid: int, spawned_ms: int) -> bool:
     return True
 
 
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+def _unlink(path: str, dir_fd: int | None = None) -> None:
+    try:  # noqa: SIM105 (contextlib.suppress costs ~2 µs, three times per run)
+        os.unlink(path, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
 
 
 def _tombstone(base: str, reason: str) -> bool:
@@ -565,10 +568,11 @@ class ProcessRunner:
     def _delete_forgotten(self) -> None:
         with self._lock:
             doomed, self._doomed = self._doomed, []
+        dir_fd = self._dir_fd
         for run_id in doomed:
-            base = os.path.join(self._dir, run_file_name(run_id))
+            stem = run_file_name(run_id)
             for suffix in (_OUT, _ERR, _ST):
-                _unlink(base + suffix)
+                _unlink(stem + suffix, dir_fd)
 
     def output(self, run_id: str) -> RunOutput | None:
         """The tails of a run's stdout and stderr, while its files exist (until `forget`)."""
