@@ -107,6 +107,11 @@ class Engine:
         # next tick's facts when that tick follows at once (one commit instead of two).
         self._unrecorded: list[tuple[Started, int]] = []
         self._defer_started = False
+        # Inside run(): until this clock reading a tick skips the position read. Our own append
+        # (or a check) found the ledger where our snapshot is; a foreign write since is caught
+        # by the next append's position check (LedgerConflict: catch up, decide again), and a
+        # tick that appends nothing sees it once the window (ledger_watch_ms) has passed.
+        self._trusted_until: int | None = None
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
         self._snapshot: Snapshot = catch_up(ledger, load_snapshot(ledger) or EMPTY)
         # Runs our runner was told to stop; those being cancelled at start-up are `adopt`'s.
@@ -160,9 +165,15 @@ class Engine:
                 self.refresh()
                 continue
             self._snapshot = after if after is not None else apply_all(snapshot, events)
+            self._trust()
             self._publish(events)
             return tuple(events)
         raise LedgerConflict(self._snapshot.position)
+
+    def _trust(self) -> None:
+        """The ledger was just seen at our snapshot's position (see `_trusted_until`)."""
+        if self._defer_started:  # only inside run(): a tick() on its own always checks
+            self._trusted_until = self.clock.now() + self.ledger_watch_ms
 
     def execute(self, command: UserCommand) -> tuple[ev.Event, ...]:
         """Validate and record a user command; returns the facts appended (maybe none)."""
@@ -281,8 +292,11 @@ class Engine:
     def tick(self) -> TickPlan:
         """One tick at the clock's current reading."""
         began = time.perf_counter()
-        if self.ledger.position() != self._snapshot.position:
-            self.refresh()
+        trusted = self._trusted_until
+        if trusted is None or self.clock.now() >= trusted:
+            if self.ledger.position() != self._snapshot.position:
+                self.refresh()
+            self._trust()
         now = self.clock.now()
         if self.runner is not None:
             self._exits.extend(self.runner.poll(now))
@@ -431,6 +445,7 @@ class Engine:
             self._flush_started()
         finally:
             self._defer_started = False
+            self._trusted_until = None
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 

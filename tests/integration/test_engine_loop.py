@@ -395,3 +395,32 @@ def test_a_run_no_runner_can_take_is_reported_without_waiting_for_a_timed_wake_u
     [fact] = _facts(engine, ev.RunFailed)
     assert fact.reason == "spawn_failed"  # type: ignore[attr-defined]
     assert "no runner for commands" in fact.error  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_a_foreign_write_during_run_is_never_decided_around(store: str, tmp_path: object) -> None:
+    """Inside run() a tick trusts its position for ledger_watch_ms after its own append (no
+    read per tick); another writer's pause in that window is caught by the next append's
+    position check, and the engine decides again: no fire of the paused schedule follows."""
+    url = f"sqlite:///{tmp_path}/l.db" if store == "sqlite" else "memory://trust-window"
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger(url), clock, FakeRunner(Script(100)))
+    other = Engine(open_ledger(url), FakeClock(T0))
+    engine.execute(cmd.AddSchedule(_spec("job", Every(SECOND, T0))))
+    paused_at: list[int] = []
+
+    def pause_once(event: ev.Event) -> None:
+        if isinstance(event, ev.RunSucceeded) and not paused_at:
+            other.refresh()
+            other.execute(cmd.PauseSchedule("job"))
+            paused_at.append(other.snapshot.position)
+
+    engine.subscribe(pause_once)
+    engine.run(until=T0 + 20 * SECOND)
+    assert paused_at, "the pause was never made"
+    later_fires = [
+        p for p, e in engine.ledger.read() if isinstance(e, ev.FireRecorded) and p > paused_at[0]
+    ]
+    assert later_fires == []
+    assert engine.snapshot.schedules["job"].paused
+    assert engine.snapshot.position == engine.ledger.position()
