@@ -107,11 +107,6 @@ class Engine:
         # next tick's facts when that tick follows at once (one commit instead of two).
         self._unrecorded: list[tuple[Started, int]] = []
         self._defer_started = False
-        # Inside run(): until this clock reading a tick skips the position read. Our own append
-        # (or a check) found the ledger where our snapshot is; a foreign write since is caught
-        # by the next append's position check (LedgerConflict: catch up, decide again), and a
-        # tick that appends nothing sees it once the window (ledger_watch_ms) has passed.
-        self._trusted_until: int | None = None
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
         self._snapshot: Snapshot = catch_up(ledger, load_snapshot(ledger) or EMPTY)
         # Runs our runner was told to stop; those being cancelled at start-up are `adopt`'s.
@@ -165,15 +160,9 @@ class Engine:
                 self.refresh()
                 continue
             self._snapshot = after if after is not None else apply_all(snapshot, events)
-            self._trust()
             self._publish(events)
             return tuple(events)
         raise LedgerConflict(self._snapshot.position)
-
-    def _trust(self) -> None:
-        """The ledger was just seen at our snapshot's position (see `_trusted_until`)."""
-        if self._defer_started:  # only inside run(): a tick() on its own always checks
-            self._trusted_until = self.clock.now() + self.ledger_watch_ms
 
     def execute(self, command: UserCommand) -> tuple[ev.Event, ...]:
         """Validate and record a user command; returns the facts appended (maybe none)."""
@@ -292,11 +281,12 @@ class Engine:
     def tick(self) -> TickPlan:
         """One tick at the clock's current reading."""
         began = time.perf_counter()
-        trusted = self._trusted_until
-        if trusted is None or self.clock.now() >= trusted:
-            if self.ledger.position() != self._snapshot.position:
-                self.refresh()
-            self._trust()
+        # Inside run() a tick does not read the position first: one that appends is checked by
+        # the append (a foreign write since our snapshot is a LedgerConflict: catch up, decide
+        # again), and one that appends nothing checks after planning (below).
+        in_loop = self._defer_started
+        if not in_loop and self.ledger.position() != self._snapshot.position:
+            self.refresh()
         now = self.clock.now()
         if self.runner is not None:
             self._exits.extend(self.runner.poll(now))
@@ -317,10 +307,14 @@ class Engine:
                 return [*started, *plans[-1].events], plans[-1].snapshot
             return plans[-1].events, plans[-1].snapshot
 
-        self._append(decide)
+        appended = self._append(decide)
         plan = plans[-1]
         self._exits.clear()
         self._unrecorded = later
+        if in_loop and not appended and self.ledger.position() != self._snapshot.position:
+            # Nothing went through the append's check: catch up now (a foreign cancel is sent
+            # to the runner, and what the new facts make due is decided by the next tick).
+            self.refresh()
         if self.runner is not None:
             if plan.commands:
                 self._crash.reached("after_append")
@@ -445,7 +439,6 @@ class Engine:
             self._flush_started()
         finally:
             self._defer_started = False
-            self._trusted_until = None
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 

@@ -399,9 +399,9 @@ def test_a_run_no_runner_can_take_is_reported_without_waiting_for_a_timed_wake_u
 
 @pytest.mark.parametrize("store", ["memory", "sqlite"])
 def test_a_foreign_write_during_run_is_never_decided_around(store: str, tmp_path: object) -> None:
-    """Inside run() a tick trusts its position for ledger_watch_ms after its own append (no
-    read per tick); another writer's pause in that window is caught by the next append's
-    position check, and the engine decides again: no fire of the paused schedule follows."""
+    """Inside run() a tick does not read the position before planning; another writer's pause
+    right after our append is caught by the next append's position check, and the engine
+    decides again: no fire of the paused schedule follows."""
     url = f"sqlite:///{tmp_path}/l.db" if store == "sqlite" else "memory://trust-window"
     clock = FakeClock(T0)
     engine = Engine(open_ledger(url), clock, FakeRunner(Script(100)))
@@ -424,3 +424,37 @@ def test_a_foreign_write_during_run_is_never_decided_around(store: str, tmp_path
     assert later_fires == []
     assert engine.snapshot.schedules["job"].paused
     assert engine.snapshot.position == engine.ledger.position()
+
+
+def test_a_foreign_cancel_reaches_the_runner_within_a_second_without_any_append() -> None:
+    """A tick that appends nothing reads the position after planning: another writer's cancel
+    of a run this engine holds is sent to the runner at the next ledger check (1 s)."""
+    clock = FakeClock(T0)
+    runner = FakeRunner(Script(60 * SECOND))
+    engine = Engine(open_ledger("memory://foreign-cancel"), clock, runner)
+    other = Engine(open_ledger("memory://foreign-cancel"), FakeClock(T0))
+    engine.execute(cmd.AddSchedule(_spec("job", Every(HOUR, T0 + SECOND))))
+    cancelled_at: list[int] = []
+
+    def cancel_once(event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted) and not cancelled_at:
+            other.refresh()
+            entry_id = other.snapshot.runs[event.run_id].entry_id
+            other.execute(cmd.CancelEntry(entry_id))
+            cancelled_at.append(clock.now())
+
+    engine.subscribe(cancel_once)
+    sent_at: list[int] = []
+    carry_out = runner.carry_out
+
+    def noting_cancels(commands: Sequence[cmd.RunnerCommand], now: int) -> list[Started]:
+        sent_at.extend(now for c in commands if isinstance(c, cmd.CancelRun))
+        return carry_out(commands, now)
+
+    runner.carry_out = noting_cancels  # type: ignore[method-assign]
+    engine.run(until=T0 + 10 * SECOND)
+    assert cancelled_at, "the cancel was never recorded"
+    assert [c.reason for c in runner.cancelled] == ["operator"]
+    assert len(sent_at) == 1
+    assert 0 <= sent_at[0] - cancelled_at[0] <= engine.ledger_watch_ms
+    assert not _facts(engine, ev.RunSucceeded)  # it was stopped, not left to run its 60 s
