@@ -794,8 +794,8 @@ def cronledger_processes(
         "ticks": timing["ticks"],
         **extra,
     }
-    if supervisor is not None:  # (None before the run: it started with the first spawn)
-        result["supervisor_cpu"] = (supervisor - (supervisor0 or 0.0)) / timing["wall_s"]
+    if supervisor is not None and supervisor0 is not None:
+        result["supervisor_cpu"] = (supervisor - supervisor0) / timing["wall_s"]
     return result
 
 
@@ -803,12 +803,12 @@ def _supervisor_cpu_s(engine: Engine) -> float | None:
     """The run supervisor's own CPU seconds so far (Linux /proc), or None."""
     runner = getattr(engine.runner, "processes", None) or engine.runner
     pid = getattr(runner, "supervisor_pid", None)
-    if pid is None:
-        return None
     try:
+        if pid is None:  # started, not connected yet: its lock file holds its pid
+            pid = int((runner.runs_dir / ".supervisor.lock").read_text().split()[0])
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
+    except (OSError, ValueError, IndexError, AttributeError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

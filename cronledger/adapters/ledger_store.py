@@ -5,7 +5,7 @@ One stream: the "events" recorder holds every event under the fixed text origina
 originator_version) is the optimistic lock: a batch is inserted at expected+1.. in one
 transaction, and a writer that lost the race gets an integrity error, reported as
 `LedgerConflict` (on SQLite the position is checked inside the write transaction instead, see
-below: the loser waits for the write lock, up to 10 s, then fails that check). A second
+below: the loser waits up to 10 s for the write lock, then fails that check). A second
 recorder ("snapshots") keeps snapshots with version = position.
 
 Appends go through the recorder's `insert_events`, except on SQLite: there the ledger keeps a

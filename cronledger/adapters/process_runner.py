@@ -425,7 +425,8 @@ class ProcessRunner:
         clock: Callable[[], int] | None = None,
         wake: Callable[[], None] | None = None,
     ) -> None:
-        if not (isinstance(kill_grace_s, int | float) and 0 <= kill_grace_s < math.inf):
+        finite = isinstance(kill_grace_s, int | float) and not isinstance(kill_grace_s, bool)
+        if not (finite and 0 <= kill_grace_s < math.inf):
             raise InvalidInput(
                 "kill_grace_s", f"must be a finite number of seconds >= 0, got {kill_grace_s!r}"
             )

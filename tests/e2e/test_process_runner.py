@@ -895,7 +895,7 @@ def test_a_restarted_engine_adopts_a_running_process_and_records_its_exit_once(
     second.close()
 
 
-@pytest.mark.parametrize("grace", [-1.0, float("inf"), float("nan"), "5"])
+@pytest.mark.parametrize("grace", [-1.0, float("inf"), float("nan"), "5", True])
 def test_a_kill_grace_that_is_not_a_finite_number_of_seconds_is_refused(
     tmp_path: Path, grace: object
 ) -> None:
