@@ -844,23 +844,34 @@ class ProcessRunner:
         argv = list(command.argv)
         if not argv:
             return "the command is empty"
-        key = (argv[0], path)
-        exe = checked.get(key) if cwd is None else None
-        if exe is None:
-            exe = self._program(argv[0], cwd, path)
-            if cwd is None and not exe.startswith("!"):
-                checked[key] = exe
+        exe = self._program(argv[0], cwd, path, checked)
         if not exe.startswith("!"):
             return argv, exe, False
         if not target.fallback:
             return exe[1:]
         fallback = list(command.fallback_argv or target.fallback)
-        second = self._program(fallback[0], cwd, path) if fallback else "!the fallback is empty"
+        second = (
+            self._program(fallback[0], cwd, path, checked) if fallback else "!the fallback is empty"
+        )
         if not second.startswith("!"):
             return fallback, second, True
         return f"{exe[1:]}; fallback: {second[1:]}"
 
-    def _program(self, program: str, cwd: str | None, path: str) -> str:
+    def _program(
+        self, program: str, cwd: str | None, path: str, checked: dict[tuple[str, str], str]
+    ) -> str:
+        """`_look_up`, once per batch: `checked` holds what this batch found executable (no
+        second stat or access per run). Only without a cwd, where the answer depends on the
+        program and PATH alone."""
+        key = (program, path)
+        found = checked.get(key) if cwd is None else None
+        if found is None:
+            found = self._look_up(program, cwd, path)
+            if cwd is None and not found.startswith("!"):
+                checked[key] = found
+        return found
+
+    def _look_up(self, program: str, cwd: str | None, path: str) -> str:
         """The path to execute for `program` (searched in `path` when it has no slash), or
         "!" + why it cannot be executed."""
         if not program:
