@@ -215,8 +215,9 @@ class PhaseTimers:
 
     Top level (one tick): `tick` = everything in Engine.tick; inside it `plan_tick` (split into
     its own phases below), `append.encode` (codec), `append.sqlite` (the ledger's insert +
-    commit, i.e. the fsync), `append.position` (the position read before each tick, and on stores
-    other than SQLite before each append), `carry_out`
+    commit, i.e. the fsync), `append.position` (the position reads: before a tick outside run(),
+    after one that appended nothing inside it, and before each append on stores other than
+    SQLite), `carry_out`
     (thread pool submit / spawns), `record_started` (the RunStarted append, which includes
     encode and sqlite again), `poll`, `health`, `publish`. Outside ticks: `sleep` (the wait for
     a wake-up) and the count of wake-ups. Nested phases are included in their parents. `gc` is
