@@ -16,8 +16,9 @@ Run from the repository root: `python bench/dispatch.py [--quick] [--json]
     scheduler is paused, elapsed = `resume()` until the N-th EVENT_JOB_EXECUTED; MemoryJobStore,
     and SQLAlchemyJobStore on a SQLite file (rollback journal, and WAL set by a connect event).
     The time to create the jobs, and the end-to-end rate (create + run), are shown too.
-    Goals: cronledger >= 15,000 jobs/s, >= APScheduler memory, >= 6x APScheduler SQLite (the
-    faster of its journal modes).
+    Goals: cronledger >= 15,000 jobs/s, >= APScheduler memory (cronledger's tasks and the
+    memory store run in pairs, one right after the other: the median of the pairs' ratios),
+    >= 6x APScheduler SQLite (the faster of its journal modes).
 (2) Steady state: 10,000 `Every(1 s)` no-op schedules (FORBID), anchors all on the whole second
     (or spread over it), on SQLite for 30 s. From the ledger, for the fire times in the window:
     runs/s (FireRecorded), fire times served/s (a late FireRecorded can stand for several), the
@@ -30,7 +31,12 @@ Run from the repository root: `python bench/dispatch.py [--quick] [--json]
 (4) Subprocesses: 1,000 submitted `Command(("true",))` tasks, max_workers 8, run files
     (state_dir) on tmpfs /dev/shm when present, until all are durable; against the ceiling
     `subprocess.Popen(["true"]).wait()` with 8 threads in flight (and sequential, as context).
-    Goal >= 70% of the ceiling.
+    The two run in pairs, one right after the other. Goal: the median of the pairs' ratios
+    >= 70% of the ceiling. Context: the run supervisor alone, driven by a minimal client that
+    keeps 8 jobs in flight (no engine, no ledger): how much of the gap lies below the engine.
+Host speed: the issue's anchors were measured on "our 2-core machines" (APScheduler's memory
+store ~15.7k jobs/s); the table shows this run's APScheduler figure against that anchor, so a
+slow VM shows as such (the absolute goals are for the anchors' speed; the ratios hold anywhere).
 
 Each measurement runs in a fresh child process (bench/dispatch_workloads.py); rates with repeats
 report the median. Progress goes to stderr; `--json` prints one JSON object on stdout instead of
@@ -65,6 +71,7 @@ GOAL_STEADY = 9_500.0
 GOAL_STEADY_P99_MS = 1_000.0
 GOAL_IDLE_CPU = 0.01
 GOAL_PROCESS_RATIO = 0.70
+ANCHOR_APS_MEMORY = 15_700.0  # the issue's APScheduler memory-store figure for these machines
 
 # What a user would pick for no-op in-process callables: a small CallRunner pool (the work is
 # the scheduler's; more threads only contend for the GIL: measured 1 > 2 > 4..16 threads, 1 being
@@ -137,28 +144,54 @@ def load_average() -> float | None:
 
 
 def due_now(cfg: dict[str, Any]) -> dict[str, Any]:
+    """cronledger's submitted tasks and APScheduler's memory store (pool 2) run in pairs, one
+    right after the other, and that goal is judged on the median of the pairs' ratios (the
+    VM's drift moves both figures of a pair alike); the other rows are medians of repeats."""
     n, reps = cfg["due_n"], cfg["due_repeats"]
     out: dict[str, Any] = {}
     log(f"(1) {n:,} jobs due now")
-    for key, mode, what in (
-        ("cronledger", "task", "submitted tasks"),
-        ("cronledger_at", "at", "At(now) schedules"),
-    ):
-        out[key] = r = repeated(
-            reps, "jobs_per_s", "cronledger_due", n=n, mode=mode, threads=DUE_THREADS,
-            options=DUE_OPTIONS,
-        )  # fmt: skip
-        log(
-            f"  cronledger, {what}: {r['jobs_per_s']:,.0f} jobs/s {r['repeats']} "
-            f"(cpu {r['cpu']:.2f}, {r['ticks']} ticks; {r['setup_per_s']:,.0f} durable adds/s)"
-        )
     version = child("apscheduler_version")["version"]
     out["apscheduler_version"] = version
+    tasks: list[dict[str, Any]] = []
+    memory: list[dict[str, Any]] = []
+    ratios: list[float] = []
+    for i in range(reps):
+        a = child("cronledger_due", n=n, mode="task", threads=DUE_THREADS, options=DUE_OPTIONS)
+        tasks.append(a)
+        if version is None:
+            continue
+        m = child("apscheduler_due", n=n, store="memory", pool=APS_POOL)
+        memory.append(m)
+        ratios.append(a["jobs_per_s"] / m["jobs_per_s"])
+        log(
+            f"  pair {i + 1}: cronledger {a['jobs_per_s']:,.0f} jobs/s, APScheduler memory "
+            f"{m['jobs_per_s']:,.0f} jobs/s: {ratios[-1]:.2f}x"
+        )
+    out["cronledger"] = r = work.median_of(tasks, "jobs_per_s")
+    log(
+        f"  cronledger, submitted tasks: {r['jobs_per_s']:,.0f} jobs/s {r['repeats']} "
+        f"(cpu {r['cpu']:.2f}, {r['ticks']} ticks; {r['setup_per_s']:,.0f} durable adds/s)"
+    )
+    out["cronledger_at"] = r = repeated(
+        reps, "jobs_per_s", "cronledger_due", n=n, mode="at", threads=DUE_THREADS,
+        options=DUE_OPTIONS,
+    )  # fmt: skip
+    log(
+        f"  cronledger, At(now) schedules: {r['jobs_per_s']:,.0f} jobs/s {r['repeats']} "
+        f"(cpu {r['cpu']:.2f}, {r['ticks']} ticks; {r['setup_per_s']:,.0f} durable adds/s)"
+    )
     if version is None:
         log("  APScheduler is not available: its rows are left empty")
         return out
-    runs = [("memory", APS_POOL), ("memory", APS_DEFAULT_POOL)]
-    runs += [("sqlite", APS_POOL), ("sqlite_wal", APS_POOL)]
+    out["memory_ratio"] = sorted(ratios)[len(ratios) // 2]
+    out["memory_ratios"] = ratios
+    out["apscheduler_memory"] = r = work.median_of(memory, "jobs_per_s")
+    log(
+        f"  APScheduler {version} memory, pool {APS_POOL}: {r['jobs_per_s']:,.0f} jobs/s "
+        f"{r['repeats']} (cpu {r['cpu']:.2f}; {r['add_per_s']:,.0f} adds/s); "
+        f"cronledger / it, median of the pairs: {out['memory_ratio']:.2f}x"
+    )
+    runs = [("memory", APS_DEFAULT_POOL), ("sqlite", APS_POOL), ("sqlite_wal", APS_POOL)]
     for store, pool in runs:
         key = f"apscheduler_{store}" + ("" if pool == APS_POOL else f"_pool{pool}")
         out[key] = r = repeated(reps, "jobs_per_s", "apscheduler_due", n=n, store=store, pool=pool)
@@ -198,18 +231,44 @@ def idle(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def processes(cfg: dict[str, Any]) -> dict[str, Any]:
+    """cronledger and the 8-thread ceiling run in pairs, one right after the other, so that the
+    VM's drift (20-40% within the hour here) moves both figures of a pair alike; the goal is
+    judged on the median of the pairs' ratios."""
     n, reps = cfg["process_n"], cfg["due_repeats"]
     shm = work.tmpfs_dir()
     log(f"(4) {n:,} `true` commands, max_workers {PROCESS_WORKERS}, run files in {shm or 'tmp'}")
-    ours = repeated(
-        reps, "jobs_per_s", "cronledger_processes", n=n, workers=PROCESS_WORKERS, state_base=shm
+    ours_runs: list[dict[str, Any]] = []
+    ceiling_runs: list[dict[str, Any]] = []
+    ratios: list[float] = []
+    for i in range(reps):
+        a = child("cronledger_processes", n=n, workers=PROCESS_WORKERS, state_base=shm)
+        c = child("popen_ceiling", n=n, threads=PROCESS_WORKERS)
+        ours_runs.append(a)
+        ceiling_runs.append(c)
+        ratios.append(a["jobs_per_s"] / c["per_s"])
+        log(
+            f"  pair {i + 1}: cronledger {a['jobs_per_s']:,.0f} jobs/s (cpu {a['cpu']:.2f}), "
+            f"Popen x{PROCESS_WORKERS} threads {c['per_s']:,.0f}/s: {ratios[-1] * 100:.1f}%"
+        )
+    ours = work.median_of(ours_runs, "jobs_per_s")
+    ceiling = work.median_of(ceiling_runs, "per_s")
+    ratio = sorted(ratios)[len(ratios) // 2]
+    log(f"  median ratio {ratio * 100:.1f}% {[round(r * 100, 1) for r in ratios]}")
+    floor = repeated(
+        reps, "jobs_per_s", "supervisor_floor", n=n, workers=PROCESS_WORKERS, state_base=shm
     )
-    log(f"  cronledger: {ours['jobs_per_s']:,.0f} jobs/s {ours['repeats']} (cpu {ours['cpu']:.2f})")
-    ceiling = repeated(reps, "per_s", "popen_ceiling", n=n, threads=PROCESS_WORKERS)
-    log(f"  Popen x{PROCESS_WORKERS} threads: {ceiling['per_s']:,.0f}/s {ceiling['repeats']}")
+    log(f"  run supervisor alone (minimal client): {floor['jobs_per_s']:,.0f}/s {floor['repeats']}")
     sequential = repeated(reps, "per_s", "popen_ceiling", n=n, threads=1)
     log(f"  Popen sequential: {sequential['per_s']:,.0f}/s {sequential['repeats']}")
-    return {"cronledger": ours, "ceiling": ceiling, "sequential": sequential, "tmpfs": shm}
+    return {
+        "cronledger": ours,
+        "ceiling": ceiling,
+        "ratio": ratio,
+        "ratios": ratios,
+        "sequential": sequential,
+        "supervisor_floor": floor,
+        "tmpfs": shm,
+    }
 
 
 def _steady_keys(st: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -254,6 +313,7 @@ def run(quick: bool, anchors: tuple[str, ...]) -> dict[str, Any]:
             "cronledger_submits_per_s": due["cronledger"]["setup_per_s"],
             "cronledger_e2e_jobs_per_s": rate("cronledger", e2e=True),
             "apscheduler_memory_jobs_per_s": rate("apscheduler_memory"),
+            "cronledger_vs_apscheduler_memory": due.get("memory_ratio"),
             "apscheduler_memory_default_pool_jobs_per_s": rate(
                 f"apscheduler_memory_pool{APS_DEFAULT_POOL}"
             ),
@@ -273,6 +333,8 @@ def run(quick: bool, anchors: tuple[str, ...]) -> dict[str, Any]:
             "subprocess_jobs_per_s": proc["cronledger"]["jobs_per_s"],
             "popen_ceiling_per_s": proc["ceiling"]["per_s"],
             "popen_sequential_per_s": proc["sequential"]["per_s"],
+            "subprocess_ratio": proc["ratio"],
+            "supervisor_floor_per_s": proc["supervisor_floor"]["jobs_per_s"],
             "settings": {
                 "due_threads": DUE_THREADS,
                 "due_options": DUE_OPTIONS,
@@ -348,8 +410,8 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     n = sz["due_n"]
     ours = r["cronledger_jobs_per_s"]
     aps_mem, aps_sql = r["apscheduler_memory_jobs_per_s"], r["apscheduler_sqlite_jobs_per_s"]
-    vs_mem, vs_sql = _ratio(ours, aps_mem), _ratio(ours, aps_sql)
-    proc_ratio = r["subprocess_jobs_per_s"] / r["popen_ceiling_per_s"]
+    vs_mem, vs_sql = r.get("cronledger_vs_apscheduler_memory"), _ratio(ours, aps_sql)
+    proc_ratio = r["subprocess_ratio"]
     v = r["apscheduler_version"] or "n/a"
 
     def times(x: float | None) -> str:
@@ -361,13 +423,16 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         (f"    cronledger, {n:,} At(now) one-shot schedules", _jobs(r["cronledger_at_jobs_per_s"]),
          "", None),
         (f"    APScheduler {v}, MemoryJobStore", _jobs(aps_mem), "", None),
+        (f"    host speed: APScheduler memory / the issue's {ANCHOR_APS_MEMORY:,.0f}/s anchor",
+         times(_ratio(aps_mem, ANCHOR_APS_MEMORY)), "", None),
         (f"    APScheduler {v}, MemoryJobStore, default pool ({APS_DEFAULT_POOL} threads)",
          _jobs(r["apscheduler_memory_default_pool_jobs_per_s"]), "", None),
         (f"    APScheduler {v}, SQLAlchemyJobStore SQLite (journal)",
          _jobs(r["apscheduler_sqlite_journal_jobs_per_s"]), "", None),
         (f"    APScheduler {v}, SQLAlchemyJobStore SQLite (WAL)",
          _jobs(r["apscheduler_sqlite_wal_jobs_per_s"]), "", None),
-        ("    cronledger / APScheduler memory", times(vs_mem), f">= {GOAL_VS_APS_MEMORY:.1f}x",
+        ("    cronledger / APScheduler memory, median of the pairs' ratios", times(vs_mem),
+         f">= {GOAL_VS_APS_MEMORY:.1f}x",
          None if vs_mem is None else vs_mem >= GOAL_VS_APS_MEMORY),
         ("    cronledger / APScheduler SQLite (faster mode)", times(vs_sql),
          f">= {GOAL_VS_APS_SQLITE:.1f}x", None if vs_sql is None else vs_sql >= GOAL_VS_APS_SQLITE),
@@ -391,7 +456,9 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         (f"    Popen(['true']).wait(), {PROCESS_WORKERS} threads (ceiling)",
          _jobs(r["popen_ceiling_per_s"]), "", None),
         ("    Popen(['true']).wait(), sequential", _jobs(r["popen_sequential_per_s"]), "", None),
-        ("    cronledger / ceiling", f"{proc_ratio * 100:.0f}%",
+        ("    the run supervisor alone, minimal client (no engine, no ledger)",
+         _jobs(r.get("supervisor_floor_per_s")), "", None),
+        ("    cronledger / ceiling, median of the pairs' ratios", f"{proc_ratio * 100:.0f}%",
          f">= {GOAL_PROCESS_RATIO * 100:.0f}%", proc_ratio >= GOAL_PROCESS_RATIO),
     ]  # fmt: skip
     return rows

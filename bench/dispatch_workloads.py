@@ -12,7 +12,8 @@ CPU of exactly one scheduler.
 - `cronledger_steady`: S `Every(1 s)` schedules on SQLite for T seconds; fires/s, lateness and
   durability read back from the ledger; CPU = process time / wall time.
 - `cronledger_idle`: S daily crons, none due soon, `engine.run` on the system clock: CPU.
-- `cronledger_processes`: N `true` commands as submitted tasks; `popen_ceiling`: raw Popen.
+- `cronledger_processes`: N `true` commands as submitted tasks; `popen_ceiling`: raw Popen;
+  `supervisor_floor`: the run supervisor alone, driven by a minimal client (context).
 - `parts`: each piece of the due-now and steady paths timed in isolation (fastest of a few).
 
 `instrument="phases"` (cronledger_due, cronledger_steady) wraps the engine's phases in timers
@@ -25,9 +26,11 @@ from __future__ import annotations
 import cProfile
 import gc
 import io
+import json
 import os
 import pstats
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from cronledger.adapters import engine as engine_module
+from cronledger.adapters import supervisor as sup
 from cronledger.adapters.daemon import build_engine
 from cronledger.adapters.engine import Engine
 from cronledger.adapters.ledger import open_ledger
@@ -804,12 +808,93 @@ def _supervisor_cpu_s(engine: Engine) -> float | None:
     """The run supervisor's own CPU seconds so far (Linux /proc), or None."""
     runner = getattr(engine.runner, "processes", None) or engine.runner
     pid = getattr(runner, "supervisor_pid", None)
-    try:
-        if pid is None:  # started, not connected yet: its lock file holds its pid
+    if pid is None:  # started, not connected yet: its lock file holds its pid
+        try:
             pid = int((runner.runs_dir / ".supervisor.lock").read_text().split()[0])
+        except (OSError, ValueError, IndexError, AttributeError):
+            return None
+    return _proc_cpu_s(pid)
+
+
+def supervisor_floor(n: int, workers: int, state_base: str | None) -> dict[str, Any]:
+    """The run supervisor alone, driven by a minimal client that keeps `workers` `true` jobs in
+    flight (no engine, no ledger; the client deletes each run's files as the runner does): what
+    the process path costs below the engine, as context for `cronledger_processes`."""
+    exe = shutil.which("true")
+    assert exe is not None
+    with scratch_dir(state_base, "cronledger-floor-") as tmp:
+        runs = tmp / "runs"
+        runs.mkdir(mode=0o700)
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", sup.__file__, str(runs)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        ready = proc.stdout.readline().decode().split()
+        assert ready and ready[0] == "ready", ready
+        pid = int(ready[1])
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(sup.socket_path(str(runs)))
+        hello = {"op": "hello", "env": dict(os.environ), "cwd": os.getcwd()}
+        sock.sendall(json.dumps(hello).encode() + b"\n")
+        buf = b""
+        while b"\n" not in buf:
+            buf += sock.recv(4096)
+        buf = buf.split(b"\n", 1)[1]
+        dir_fd = os.open(runs, os.O_RDONLY | os.O_DIRECTORY)
+        started = done = in_flight = 0
+
+        def spawn(k: int) -> None:
+            nonlocal started, in_flight
+            items = [[f"r{i}", f"r{i}", ["true"], exe, False, None, None]
+                     for i in range(started, started + k)]  # fmt: skip
+            started += k
+            in_flight += k
+            sock.sendall(json.dumps({"op": "spawn", "runs": items}).encode() + b"\n")
+
+        cpu0 = _proc_cpu_s(pid)
+        began = time.perf_counter()
+        spawn(min(workers, n))
+        while done < n:
+            data = sock.recv(1 << 18)
+            assert data, "the supervisor hung up"
+            *lines, buf = (buf + data).split(b"\n")
+            for line in lines:
+                message = json.loads(line)
+                if message["op"] != "exits":
+                    continue
+                for run_id, code, *_ in message["runs"]:
+                    assert code == 0, (run_id, code)
+                    for suffix in (".st", ".out", ".err"):
+                        os.unlink(run_id + suffix, dir_fd=dir_fd)
+                done += len(message["runs"])
+                in_flight -= len(message["runs"])
+                if started < n:
+                    spawn(min(workers - in_flight, n - started))
+        elapsed = time.perf_counter() - began
+        cpu = _proc_cpu_s(pid)
+        sock.close()
+        os.close(dir_fd)
+        proc.terminate()  # no job left: it would exit by itself after IDLE_EXIT_S
+        proc.wait(timeout=30)
+    return {
+        "n": n,
+        "workers": workers,
+        "elapsed_s": elapsed,
+        "jobs_per_s": n / elapsed,
+        "supervisor_cpu": None if cpu is None or cpu0 is None else (cpu - cpu0) / elapsed,
+    }
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    """A process's own CPU seconds so far (Linux /proc), or None."""
+    try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, ValueError, IndexError, AttributeError):
+    except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -1028,6 +1113,7 @@ CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
     "cronledger_idle": cronledger_idle,
     "cronledger_processes": cronledger_processes,
     "popen_ceiling": popen_ceiling,
+    "supervisor_floor": supervisor_floor,
     "parts": parts,
 }
 
