@@ -458,7 +458,7 @@ def _rows(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         ("    Popen(['true']).wait(), sequential", _jobs(r["popen_sequential_per_s"]), "", None),
         ("    the run supervisor alone, minimal client (no engine, no ledger)",
          _jobs(r.get("supervisor_floor_per_s")), "", None),
-        ("    cronledger / ceiling, median of the pairs' ratios", f"{proc_ratio * 100:.0f}%",
+        ("    cronledger / ceiling, median of the pairs' ratios", f"{proc_ratio * 100:.1f}%",
          f">= {GOAL_PROCESS_RATIO * 100:.0f}%", proc_ratio >= GOAL_PROCESS_RATIO),
     ]  # fmt: skip
     return rows
