@@ -461,13 +461,15 @@ class Engine:
                 return
             if until is not None and now >= until:
                 return
-            self.clock.sleep_until(self._next_wake(now, until), self._wake)
+            self.clock.sleep_until(self._next_wake(now, until, plan.summary.now), self._wake)
 
-    def _next_wake(self, now: int, until: int | None) -> int:
+    def _next_wake(self, now: int, until: int | None, planned_at: int) -> int:
+        """When to tick next; `planned_at` is the last tick's reading (what it could not start
+        then waits for an observation, not for the clock)."""
         candidates = [now + self.idle_cap_ms, now + self.ledger_watch_ms]
         if self._unrecorded:  # starts the runner has not confirmed yet: record them soon
             candidates.append(now + STARTED_WAIT_MS)
-        wake = next_wake(self._snapshot)
+        wake = next_wake(self._snapshot, planned_at)
         if wake is not None:
             candidates.append(wake)
         runner_next = getattr(self.runner, "next_exit_at", None)

@@ -235,6 +235,19 @@ class SortedKeys(Generic[K]):
         first: K = node[0]
         return first
 
+    def first_above(self, bound: K) -> K | None:
+        """The smallest key > bound, or None."""
+        node, height = self._root, self._height
+        while height:
+            maxes, children = node
+            i = bisect_right(maxes, bound)
+            if i == len(maxes):
+                return None
+            node, height = children[i], height - 1
+        j = bisect_right(node, bound)
+        above: K | None = node[j] if j < len(node) else None
+        return above
+
     def iter_upto(self, bound: K) -> Iterator[K]:
         """Keys <= bound, in order."""
         return _iter_upto(self._root, self._height, bound)

@@ -42,7 +42,8 @@ class TickSummary:
     retries: int = 0
     cancelled: int = 0
     dispatch_limit: int = 0
-    more_due: bool = False
+    more_due: bool = False  # work left that the next tick should do at once (a due batch, or
+    # ready entries that max_per_tick held back while slots are free)
 
 
 @attrs.frozen(kw_only=True)
@@ -131,9 +132,15 @@ def plan_tick(snapshot: Snapshot, now: int, exits: Sequence[RunExit] = ()) -> Ti
     take(timeout_facts, timeout_cmds)
     limit = ready_dispatch_limit(work.options, work.active, work.fallback_active > 0)
 
-    # 6. dispatch ready entries
+    # 6. dispatch ready entries; when max_per_tick cut the batch while slots are left, the
+    # next tick follows at once for the rest (as for a due batch)
     if limit > 0:
-        take(*dispatch(work, now, limit))
+        assigned, starts = dispatch(work, now, limit)
+        take(assigned, starts)
+        if len(starts) == limit == options.max_per_tick:
+            more_due = more_due or (
+                ready_dispatch_limit(work.options, work.active, work.fallback_active > 0) > 0
+            )
 
     # 7-8. health is read off the snapshot by the caller; the summary counts the decisions
     summary = _summarise(tick, now, decided, limit, more_due)
@@ -145,13 +152,21 @@ def plan_tick(snapshot: Snapshot, now: int, exits: Sequence[RunExit] = ()) -> Ti
     )
 
 
-def next_wake(snapshot: Snapshot) -> int | None:
-    """The earliest instant a tick could decide something without a new observation."""
+def next_wake(snapshot: Snapshot, now: int | None = None) -> int | None:
+    """The earliest instant a tick could decide something without a new observation.
+
+    Given `now` (the reading of the tick just planned), a retry whose wait is already over is
+    no reason to wake: that tick found it ready and could not start it (no free slot, or
+    draining), and only a new observation (an exit, an options change) frees a slot.
+    """
     candidates = []
     first_due = snapshot.due.first()
     if first_due is not None:
         candidates.append(first_due[0])
-    first_retry = snapshot.delayed.first()
+    if now is None:
+        first_retry = snapshot.delayed.first()
+    else:
+        first_retry = snapshot.delayed.first_above((now, 1 << 62, "\U0010ffff"))
     if first_retry is not None:
         candidates.append(first_retry[0])
     candidates.extend(

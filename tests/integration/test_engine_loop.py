@@ -214,44 +214,127 @@ def test_call_runner_reports_return_exception_unknown_name_and_abandons_on_timeo
     calls.close()
 
 
-@settings(max_examples=25, deadline=None)
+class _Spinning(AssertionError):
+    pass
+
+
+def _count_ticks(engine: Engine, peaks: list[int]) -> None:
+    """Wrap `engine.tick`: record the active runs after every tick (the only place runs are
+    assigned) and fail fast on a spin (many ticks at one clock reading that decide nothing)."""
+    tick = engine.tick
+    idle_at: list[int] = []
+
+    def counted() -> object:
+        plan = tick()
+        peaks.append(engine.snapshot.active)
+        if plan.events or plan.summary.more_due:
+            idle_at.clear()
+        else:
+            idle_at.append(plan.summary.now)
+            if len(idle_at) > 20 and len(set(idle_at[-20:])) == 1:
+                raise _Spinning(f"20 idle ticks at {plan.summary.now}: the loop spins")
+        return plan
+
+    engine.tick = counted  # type: ignore[method-assign]
+
+
+@settings(max_examples=30, deadline=None)
 @given(
     workers=st.integers(1, 4),
+    per_tick=st.integers(1, 4),
     intervals=st.lists(st.integers(1, 30), min_size=1, max_size=6),
     durations=st.lists(st.integers(0, 90), min_size=1, max_size=10),
+    codes=st.lists(st.sampled_from([0, 0, 1]), min_size=1, max_size=7),
+    attempts=st.integers(1, 3),
+    backoff=st.integers(0, 20),
+    tasks=st.lists(st.integers(0, 4), max_size=6),
     policy=st.sampled_from(ConcurrencyPolicy),
 )
-def test_the_loop_never_exceeds_capacity_and_reconciles_every_started_run(
-    workers: int, intervals: list[int], durations: list[int], policy: ConcurrencyPolicy
+def test_the_loop_never_exceeds_capacity_never_spins_and_reconciles_every_started_run(
+    workers: int,
+    per_tick: int,
+    intervals: list[int],
+    durations: list[int],
+    codes: list[int],
+    attempts: int,
+    backoff: int,
+    tasks: list[int],
+    policy: ConcurrencyPolicy,
 ) -> None:
+    """Schedules of every concurrency policy and submitted tasks (priorities), with failing
+    runs retried after a backoff, on a few slots and a small max_per_tick: capacity holds after
+    every tick, retries waiting for a slot never make the loop spin, and every run that started
+    is reconciled."""
     clock = FakeClock(T0)
-    lengths = itertools.cycle(durations)
-    runner = FakeRunner(lambda _c: Script(next(lengths) * SECOND))
+    lengths, exits = itertools.cycle(durations), itertools.cycle(codes)
+    runner = FakeRunner(lambda _c: Script(next(lengths) * SECOND, next(exits)))
     engine = Engine(open_ledger("memory://"), clock, runner)
-    engine.execute(cmd.ChangeOptions(Options(max_workers=workers)))
+    engine.execute(cmd.ChangeOptions(Options(max_workers=workers, max_per_tick=per_tick)))
+    retry = Retry(max_attempts=attempts, backoff_ms=backoff * SECOND)
     for i, interval in enumerate(intervals):
-        engine.execute(
-            cmd.AddSchedule(_spec(f"s{i}", Every(interval * SECOND, T0), concurrency=policy))
+        spec = _spec(f"s{i}", Every(interval * SECOND, T0), concurrency=policy, retry=retry)
+        engine.execute(cmd.AddSchedule(spec))
+    for priority in tasks:
+        engine.submit(
+            Command(("task",)),
+            priority=priority,
+            max_attempts=attempts,
+            backoff_ms=backoff * SECOND,
         )
-    peak = 0
-
-    def watch(_e: ev.Event) -> None:
-        nonlocal peak
-        peak = max(peak, engine.snapshot.active)
-
-    engine.subscribe(watch)
+    peaks: list[int] = []
+    _count_ticks(engine, peaks)
     engine.run(until=T0 + 5 * MINUTE)
     for i in range(len(intervals)):
         engine.execute(cmd.PauseSchedule(f"s{i}"))
-    for _ in range(100):  # work off the queue
+    for _ in range(100):  # work off the queue (retries included)
         if not engine.snapshot.entries:
             break
         engine.run(until=clock.now() + 10 * MINUTE)
-    assert peak <= workers
+    assert not engine.snapshot.entries
+    assert peaks and max(peaks) <= workers
     started = {e.run_id for e in _facts(engine, ev.RunStarted) if isinstance(e, ev.RunStarted)}
     ended = {e.run_id for e in _facts(engine, ev.RunSucceeded) + _facts(engine, ev.RunFailed)}
     assert started and started == ended
     assert engine.snapshot.active == 0
+    if attempts > 1 and 1 in codes:
+        assert _facts(engine, ev.RetryPlanned)
+
+
+def test_a_retry_waiting_for_a_slot_does_not_make_the_loop_spin() -> None:
+    """One slot, held by a long run; a failed task's retry is due but has no slot. The loop
+    sleeps until that run ends (the retry's passed not_before is no reason to wake)."""
+    clock = FakeClock(T0)
+    runner = FakeRunner(lambda c: Script(50, 1) if c.argv == ("fail",) else Script(3 * SECOND))
+    engine = Engine(open_ledger("memory://"), clock, runner)
+    engine.execute(cmd.ChangeOptions(Options(max_workers=1)))
+    engine.submit(Command(("fail",)), priority=10, max_attempts=2, backoff_ms=100)
+    engine.submit(Command(("long",)))
+    peaks: list[int] = []
+    _count_ticks(engine, peaks)
+    engine.run(until=T0 + 10 * SECOND)
+    assert len(peaks) < 20, f"{len(peaks)} ticks for four runs' worth of decisions"
+    assigned = [e for e in _facts(engine, ev.RunAssigned) if isinstance(e, ev.RunAssigned)]
+    [retry_run] = [e for e in assigned if e.attempt == 2]
+    [long_done] = [
+        e
+        for e in _facts(engine, ev.RunSucceeded)
+        if isinstance(e, ev.RunSucceeded) and e.run_id != retry_run.run_id
+    ]
+    assert retry_run.at == long_done.at  # started in the tick that saw the slot freed
+
+
+def test_entries_held_back_by_max_per_tick_are_dispatched_at_once_while_slots_are_free() -> None:
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(HOUR)))
+    engine.execute(cmd.ChangeOptions(Options(max_workers=10, max_per_tick=2)))
+    for _ in range(7):
+        engine.submit(Command(("job",)))
+    engine.run(until=T0 + 30 * SECOND)
+    assigned = [e for e in _facts(engine, ev.RunAssigned) if isinstance(e, ev.RunAssigned)]
+    assert len(assigned) == 7
+    assert {e.at for e in assigned} == {T0}  # four ticks in a row, none waiting for a wake-up
+    ticks = [e for e in _facts(engine, ev.TickStarted) if isinstance(e, ev.TickStarted)]
+    assert len({e.tick for e in ticks}) >= 4
 
 
 class _LateStarted(Started):

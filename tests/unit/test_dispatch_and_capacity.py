@@ -10,8 +10,11 @@ from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
 from cronledger.domain.capacity import ready_dispatch_limit
 from cronledger.domain.dispatch import render_argv
+from cronledger.domain.tick import next_wake
 from cronledger.domain.values import Call, Command, Options
 from tests.harness import SECOND, T0, World, spec
+
+HOUR = 3600 * SECOND
 
 
 @given(
@@ -126,3 +129,37 @@ def test_placeholders_are_rendered_in_the_write_ahead_intent() -> None:
 
 def test_render_argv_leaves_text_without_placeholders_alone() -> None:
     assert render_argv(("a{b}", "x"), {"{run_id}": "r"}) == ("a{b}", "x")
+
+
+def test_a_retry_whose_wait_is_over_but_has_no_slot_is_no_reason_to_wake() -> None:
+    """next_wake(snapshot, now): only an exit can free the slot the retry waits for."""
+    w = World(lambda c: Script(100, 1) if c.target == Call("flaky") else Script(HOUR))
+    w.do(cmd.ChangeOptions(Options(max_workers=1)))
+    w.do(cmd.SubmitTask(target=Call("flaky"), priority=5, max_attempts=3, backoff_ms=SECOND))
+    w.tick()  # flaky starts
+    _submit(w, "long")
+    w.clock.advance(100)
+    w.tick()  # flaky failed (retry at +1 s); long takes the slot
+    retry_at = w.snapshot.delayed.first()
+    assert retry_at is not None and retry_at[0] == w.now + SECOND
+    assert next_wake(w.snapshot, w.now) == retry_at[0]  # still ahead: a wake-up
+    w.clock.advance(2 * SECOND)
+    plan = w.tick()  # the wait is over, but long holds the only slot
+    assert plan.summary.dispatched == 0 and not plan.summary.more_due
+    assert next_wake(w.snapshot) == retry_at[0]  # without `now`: the earliest, as before
+    wake = next_wake(w.snapshot, w.now)
+    assert wake is None or wake > w.now  # the long run's end is the runner's to report
+
+
+@given(per_tick=st.integers(1, 5), ready=st.integers(0, 12), workers=st.integers(1, 12))
+def test_more_due_when_max_per_tick_held_back_ready_entries_and_slots_are_free(
+    per_tick: int, ready: int, workers: int
+) -> None:
+    w = World(Script(HOUR))
+    w.do(cmd.ChangeOptions(Options(max_workers=workers, max_per_tick=per_tick)))
+    for i in range(ready):
+        _submit(w, f"t{i}")
+    plan = w.tick()
+    started = min(per_tick, workers, ready)
+    assert plan.summary.dispatched == started
+    assert plan.summary.more_due == (started == per_tick < workers)

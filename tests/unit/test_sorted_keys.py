@@ -25,6 +25,7 @@ def test_sorted_keys_match_a_sorted_set_model(operations: list[tuple[bool, int]]
     for probe in range(0, 3001, 97):
         assert (probe in keys) == (probe in model)
         assert list(keys.iter_upto(probe)) == [k for k in sorted(model) if k <= probe]
+        assert keys.first_above(probe) == min((k for k in model if k > probe), default=None)
     for old, expected in versions[:: max(1, len(versions) // 20)]:
         assert list(old) == expected, "an old version changed after later updates"
 
@@ -59,6 +60,7 @@ def test_update_applies_a_batch_of_edits_like_one_by_one(
     for probe in range(0, 5201, 113):
         assert (probe in updated) == (probe in model)
         assert list(updated.iter_upto(probe)) == [k for k in sorted(model) if k <= probe]
+        assert updated.first_above(probe) == min((k for k in model if k > probe), default=None)
     assert list(keys) == before, "the old version changed"
     again = updated.add(-1).remove(5000)  # still a valid tree for single updates
     assert list(again) == sorted((model | {-1}) - {5000})
