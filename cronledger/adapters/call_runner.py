@@ -2,11 +2,18 @@
 
 Return means success, an exception means failure (its type and message are kept). A thread
 cannot be killed: a cancelled or timed-out call is reported as ended at once (so its slot and
-the schedule move on) and its thread is abandoned; whatever it returns later is ignored.
+the schedule move on) and its thread is abandoned; whatever it returns later is ignored. An
+abandoned thread does not count against `max_threads`: another worker takes its place, and it
+rejoins the pool when its call returns only if the pool is short of a worker (else it ends).
+So calls that hang and time out cost a thread each until they return, never the pool's
+capacity. Calls handed over beyond `max_threads` wait in the pool's queue (their RunStarted is
+already recorded, and a timeout counts from their dispatch): keep `max_threads` at least the
+engine's `max_workers` for calls (both default to 16).
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import traceback
@@ -24,6 +31,7 @@ TaskFunction = Callable[..., Any]
 
 
 _STOP = None  # the sentinel that tells a worker thread to exit
+_names = itertools.count()
 
 
 class CallRunner:
@@ -49,6 +57,8 @@ class CallRunner:
         self._exits: list[RunExit] = []
         self._running: set[str] = set()  # queued or running, not yet reported
         self._cancelled: set[str] = set()  # reported as ended: skip it, or ignore its result
+        self._executing: set[str] = set()  # on a worker thread right now
+        self._abandoned = 0  # threads busy with a call reported as ended (not counted as workers)
         self._queue: SimpleQueue[tuple[str, TaskFunction] | None] = SimpleQueue()
         self._max_threads = max_threads
         self._threads: list[threading.Thread] = []
@@ -90,8 +100,8 @@ class CallRunner:
                     started.append(Started(command.run_id))
                 elif isinstance(command, CancelRun):
                     self._cancel(command, now)
+            self._spawn_workers()  # for the new jobs, and in place of abandoned threads
         if jobs:
-            self._spawn_workers(len(jobs))
             put = self._queue.put
             for job in jobs:
                 put(job)
@@ -108,10 +118,13 @@ class CallRunner:
             error=f"no callable is registered as {name!r} (registered: {known})",
         )
 
-    def _spawn_workers(self, wanted: int) -> None:
-        while len(self._threads) < min(wanted, self._max_threads):
+    def _spawn_workers(self) -> None:
+        """Enough workers (not counting abandoned threads) for the calls queued or running, at
+        most max_threads. Under the lock."""
+        wanted = min(len(self._running), self._max_threads)
+        while len(self._threads) - self._abandoned < wanted and not self._closed:
             thread = threading.Thread(
-                target=self._work, name=f"cronledger-{len(self._threads)}", daemon=True
+                target=self._work, name=f"cronledger-call-{next(_names)}", daemon=True
             )
             thread.start()
             self._threads.append(thread)
@@ -120,10 +133,11 @@ class CallRunner:
         get = self._queue.get
         while (job := get()) is not _STOP:
             run_id, function = job
-            if run_id in self._cancelled:  # cancelled while queued: already reported
-                with self._lock:
+            with self._lock:
+                if run_id in self._cancelled:  # cancelled while queued: already reported
                     self._cancelled.discard(run_id)
-                continue
+                    continue
+                self._executing.add(run_id)
             try:
                 function()
             except BaseException as error:  # a failing call is a failed run, whatever it raised
@@ -140,9 +154,14 @@ class CallRunner:
                     run_id=run_id, kind=ExitKind.EXITED, finished_at=self._clock(), exit_code=0
                 )
             with self._lock:
+                self._executing.discard(run_id)
                 if run_id in self._cancelled:  # abandoned after a cancel: already reported
                     self._cancelled.discard(run_id)
-                    continue
+                    self._abandoned -= 1
+                    if len(self._threads) - self._abandoned > self._max_threads or self._closed:
+                        self._threads.remove(threading.current_thread())  # replaced: end
+                        return
+                    continue  # the pool is short of a worker: rejoin it
                 self._running.discard(run_id)
                 first = not self._exits
                 self._exits.append(exit)
@@ -157,6 +176,8 @@ class CallRunner:
             return
         self._running.discard(command.run_id)
         self._cancelled.add(command.run_id)
+        if command.run_id in self._executing:  # its thread is abandoned: replaced if needed
+            self._abandoned += 1
         self._exits.append(
             RunExit(
                 run_id=command.run_id,
@@ -198,6 +219,11 @@ class CallRunner:
         with self._lock:
             return len(self._running)
 
+    def threads(self) -> tuple[int, int]:
+        """(worker threads, abandoned threads still stuck in a call)."""
+        with self._lock:
+            return len(self._threads) - self._abandoned, self._abandoned
+
     def close(self) -> None:
         """Stop the workers once they finish their current call (queued calls are dropped)."""
         if self._closed:
@@ -205,7 +231,8 @@ class CallRunner:
         self._closed = True
         with self._lock:
             self._cancelled.update(self._running)
-        for _ in self._threads:
+            workers = len(self._threads)
+        for _ in range(workers):
             self._queue.put(_STOP)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -179,7 +179,13 @@ def test_call_runner_reports_return_exception_unknown_name_and_abandons_on_timeo
     calls = CallRunner(4)
     calls.register("ok", lambda: None)
     calls.register("boom", lambda: (_ for _ in ()).throw(ValueError("bad input")))
-    calls.register("hang", lambda: gate.wait(10))
+    entered = threading.Event()
+
+    def hang() -> None:
+        entered.set()
+        gate.wait(10)
+
+    calls.register("hang", hang)
     clock = FakeClock(T0)
     engine = Engine(open_ledger("memory://"), clock, Runners(None, calls, clock.now))
     calls.set_wake(engine.wake)
@@ -200,9 +206,11 @@ def test_call_runner_reports_return_exception_unknown_name_and_abandons_on_timeo
         calls_done = threading.Event()
         calls_done.wait(0.01)
         engine.tick()
+    assert entered.wait(5), "the hanging call never started"
     clock.advance(5 * SECOND)
     engine.tick()  # the hanging call times out: cancelled, abandoned, reconciled
     engine.tick()
+    assert calls.threads()[1] == 1  # its thread was running it, and is abandoned
     failures = {e.run_id.split("@")[0]: e for e in _facts(engine, ev.RunFailed)}
     assert isinstance(failures["boom"], ev.RunFailed)
     assert failures["boom"].error == "ValueError: bad input"
@@ -211,6 +219,67 @@ def test_call_runner_reports_return_exception_unknown_name_and_abandons_on_timeo
     assert failures["hang"].reason == "timeout"  # type: ignore[attr-defined]
     assert len(_facts(engine, ev.RunSucceeded)) == 1
     gate.set()
+    _wait_for(lambda: calls.threads()[1] == 0, "the abandoned thread never came back")
+    calls.close()
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 5.0) -> None:
+    """Poll a condition another thread makes true (an event wait, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    tick = threading.Event()
+    while not condition():
+        assert time.monotonic() < deadline, what
+        tick.wait(0.005)
+
+
+def test_a_timed_out_call_does_not_keep_its_pool_slot() -> None:
+    """One worker thread, stuck in a call that times out: the next call still runs (on a new
+    thread), and once the stuck call returns the pool is back to one worker."""
+    gate, entered, ran = threading.Event(), threading.Event(), threading.Event()
+
+    def hang() -> None:
+        entered.set()
+        gate.wait(30)
+
+    calls = CallRunner(1)
+    calls.register("hang", hang)
+    calls.register("ok", ran.set)
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, Runners(None, calls, clock.now))
+    calls.set_wake(engine.wake)
+    engine.submit(Call("hang"), timeout_ms=SECOND)
+    engine.tick()
+    assert entered.wait(5), "the call never started"
+    clock.advance(SECOND)
+    engine.tick()  # timeout: cancelled and reported at once, the thread abandoned
+    engine.tick()
+    [failed] = _facts(engine, ev.RunFailed)
+    assert isinstance(failed, ev.RunFailed) and failed.reason == "timeout"
+    assert calls.threads() == (0, 1)
+    engine.submit(Call("ok"))
+    engine.tick()
+    assert ran.wait(5), "the pool's only slot stayed with the abandoned thread"
+    _wait_for(lambda: engine.tick() and engine.snapshot.active == 0, "no exit")
+    assert len(_facts(engine, ev.RunSucceeded)) == 1
+    assert calls.threads() == (1, 1)
+    gate.set()  # the stuck call returns: its thread ends (the pool has its one worker)
+    _wait_for(lambda: calls.threads() == (1, 0), "the abandoned thread did not end")
+    calls.close()
+
+
+def test_calls_handed_over_in_separate_ticks_run_side_by_side() -> None:
+    meet = threading.Barrier(2, timeout=5)
+    calls = CallRunner(4)
+    calls.register("meet", meet.wait)
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, Runners(None, calls, clock.now))
+    calls.set_wake(engine.wake)
+    engine.submit(Call("meet"))
+    engine.tick()
+    engine.submit(Call("meet"))
+    engine.tick()  # a second batch while the first call waits for it
+    _wait_for(lambda: engine.tick() and engine.snapshot.active == 0, "no exits")
+    assert len(_facts(engine, ev.RunSucceeded)) == 2, _facts(engine, ev.RunFailed)
     calls.close()
 
 
