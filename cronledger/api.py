@@ -187,7 +187,10 @@ _SETTINGS: dict[str, tuple[str, Callable[[object, int], object]]] = {
         lambda v, _now: _policy(ConcurrencyPolicy, v, "concurrency"),
     ),
     "misfire": ("misfire", lambda v, _now: _policy(MisfirePolicy, v, "misfire")),
-    "misfire_grace": ("misfire_grace_ms", lambda v, _now: _duration(v, "misfire_grace")),
+    "misfire_grace": (
+        "misfire_grace_ms",
+        lambda v, _now: _optional_duration(v, "misfire_grace"),
+    ),
     "catch_up_window": (
         "catch_up_window_ms",
         lambda v, _now: _optional_duration(v, "catch_up_window"),
@@ -261,7 +264,7 @@ class Scheduler:
         *,
         concurrency: ConcurrencyPolicy | str = ConcurrencyPolicy.FORBID,
         misfire: MisfirePolicy | str = MisfirePolicy.SKIP,
-        misfire_grace: Duration = timedelta(seconds=60),
+        misfire_grace: Duration | None = None,
         catch_up_window: Duration | None = None,
         priority: int = 0,
         retry: Retry | int | None = None,
@@ -273,7 +276,8 @@ class Scheduler:
         principal: str = "system:cron",
     ) -> ScheduleState:
         """Add schedule `name`. Concurrency defaults to FORBID (no overlapping runs), as in
-        the CLI; `retry` may be a Retry or a number of attempts."""
+        the CLI; `retry` may be a Retry or a number of attempts; without `misfire_grace` the
+        engine's `misfire_grace` option applies (60 s unless configured)."""
         settings = {
             "trigger": trigger,
             "target": target,

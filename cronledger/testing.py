@@ -351,7 +351,7 @@ def schedule_specs(
             target=draw(target_strategy),
             concurrency=draw(st.sampled_from(list(concurrency))),
             misfire=misfire_policy,
-            misfire_grace_ms=draw(st.sampled_from([0, 1000, 60_000, 600_000])),
+            misfire_grace_ms=draw(st.sampled_from([None, 0, 1000, 60_000, 600_000])),
             catch_up_window_ms=draw(catch_up) if misfire_policy is MisfirePolicy.CATCH_UP else None,
             priority=draw(st.integers(0, 10)),
             retry=draw(retry),

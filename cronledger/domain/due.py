@@ -13,6 +13,7 @@ from cronledger.domain.jitter import due_at
 from cronledger.domain.misfire import classify, classify_one, horizon
 from cronledger.domain.state import ScheduleState, Snapshot
 from cronledger.domain.triggers import next_fire_after
+from cronledger.domain.values import misfire_grace
 
 Decision = tuple[list[ev.Event], list[CancelRun]]
 
@@ -105,7 +106,7 @@ def evaluate_schedule(snapshot: Snapshot, state: ScheduleState, now: int) -> Dec
         until = gate_opens_at(spec.active_hours, spec.quiet_hours, now)
         return [ev.FireDeferred(at=now, schedule_id=spec.id, nominal=first, until=until)], []
 
-    grace = spec.misfire_grace_ms
+    grace = misfire_grace(spec, snapshot.options)
     nominal = next_fire_after(spec.trigger, first)
     if nominal is None or nominal > now:  # only `first` is due: the usual case
         outcome = classify_one(spec, first, now, grace)

@@ -27,7 +27,13 @@ from cronledger.domain.instants import iso
 from cronledger.domain.jitter import jitter_ms
 from cronledger.domain.state import EMPTY, Entry, EntryStatus, ScheduleState, Snapshot
 from cronledger.domain.triggers import At, describe
-from cronledger.domain.values import ConcurrencyPolicy, MisfirePolicy, ScheduleSpec
+from cronledger.domain.values import (
+    ConcurrencyPolicy,
+    MisfirePolicy,
+    Options,
+    ScheduleSpec,
+    misfire_grace,
+)
 from cronledger.errors import InvalidInput
 from cronledger.projectors.snapshot import apply
 
@@ -629,7 +635,9 @@ def _split_open(snapshot: Snapshot, sid: str) -> tuple[list[Entry], list[Entry]]
     return active, waiting
 
 
-def _schedule_inputs(spec: ScheduleSpec, state: ScheduleState | None) -> list[tuple[str, str]]:
+def _schedule_inputs(
+    spec: ScheduleSpec, state: ScheduleState | None, options: Options
+) -> list[tuple[str, str]]:
     out = [("schedule", spec.id), ("trigger", describe(spec.trigger))]
     if state is not None:
         out.append(("next fire (nominal)", _ts(state.next_fire_at)))
@@ -639,7 +647,7 @@ def _schedule_inputs(spec: ScheduleSpec, state: ScheduleState | None) -> list[tu
         out.append(("last fire", _ts(last) if last is not None else "never"))
     out += [
         ("misfire policy", _misfire(spec)),
-        ("grace", _dur(spec.misfire_grace_ms)),
+        ("grace", _grace(spec, options)),
         ("concurrency", spec.concurrency.name),
         ("hours gate", _gate(spec)),
     ]
@@ -688,10 +696,10 @@ def _group_parts(rec: _Schedule, group: _Group) -> _Parts:
     state = snap.schedules.get(rec.id)
     spec = state.spec if state is not None else _spec_of(rec)
     parts = _Parts("", "", position, now)
-    parts.inputs = _schedule_inputs(spec, state)
+    parts.inputs = _schedule_inputs(spec, state, snap.options)
     parts.inputs.insert(2, ("decided at", _ts(now)))
     if isinstance(fire, ev.FireDeferred):
-        _deferred(parts, spec, state, fire)
+        _deferred(parts, spec, state, fire, snap.options)
         return parts
     if missed is not None:
         _missed(parts, spec, missed, now)
@@ -721,12 +729,21 @@ def _spec_of(rec: _Schedule) -> ScheduleSpec:
     return added.spec
 
 
+def _grace(spec: ScheduleSpec, options: Options) -> str:
+    grace = _dur(misfire_grace(spec, options))
+    return grace if spec.misfire_grace_ms is not None else f"{grace} (the engine's default)"
+
+
 def _lateness(spec: ScheduleSpec, nominal: int, now: int) -> int:
     return max(0, now - nominal - jitter_ms(spec.id, nominal, spec.jitter_ms))
 
 
 def _deferred(
-    parts: _Parts, spec: ScheduleSpec, state: ScheduleState | None, fact: ev.FireDeferred
+    parts: _Parts,
+    spec: ScheduleSpec,
+    state: ScheduleState | None,
+    fact: ev.FireDeferred,
+    options: Options,
 ) -> None:
     now = fact.at
     parts.decision, parts.rule = "deferred", R_HOURS
@@ -748,7 +765,7 @@ def _deferred(
         f"{why}, so it does not run now (§3)."
     )
     late = _lateness(spec, fact.nominal, fact.until)
-    grace = spec.misfire_grace_ms
+    grace = misfire_grace(spec, options)
     if late <= grace:
         then = "it will run on time"
     elif spec.misfire is MisfirePolicy.CATCH_UP:
@@ -823,7 +840,7 @@ def _recorded(
     cancels: list[ev.RunCancelled],
     snap: Snapshot,
 ) -> None:
-    now, grace = fire.at, spec.misfire_grace_ms
+    now, grace = fire.at, misfire_grace(spec, snap.options)
     parts.inputs += [("nominal", _ts(fire.nominal)), ("entry", fire.entry_id)]
     if fire.request_id is not None:
         parts.decision, parts.rule = "fired", R_MANUAL
@@ -981,7 +998,7 @@ def _explain_schedule(scan: _Scan, rec: _Schedule, at: int | None) -> Explanatio
         later = life_pos is not None and life_pos > (parts.position or 0)
         if state is None or (state.paused and later):
             earlier = parts.sentences[0] if parts.sentences else ""
-            parts = _status_parts(rec, state, life_pos, life)
+            parts = _status_parts(rec, state, life_pos, life, scan.snapshot.options)
             parts.sentences.append(f"Its last decision, at {_ts(group.at)}: {earlier}")
         else:
             if rec.first_run is not None:
@@ -992,7 +1009,7 @@ def _explain_schedule(scan: _Scan, rec: _Schedule, at: int | None) -> Explanatio
                 )
             _next_sentence(parts, rec.id, state)
     else:
-        parts = _status_parts(rec, state, life_pos, life)
+        parts = _status_parts(rec, state, life_pos, life, scan.snapshot.options)
     pending = [r for r, s in scan.snapshot.requests if s == rec.id]
     for request_id in pending:
         asked = rec.requests.get(request_id)
@@ -1007,7 +1024,11 @@ def _explain_schedule(scan: _Scan, rec: _Schedule, at: int | None) -> Explanatio
 
 
 def _status_parts(
-    rec: _Schedule, state: ScheduleState | None, position: int | None, life: ev.Event | None
+    rec: _Schedule,
+    state: ScheduleState | None,
+    position: int | None,
+    life: ev.Event | None,
+    options: Options,
 ) -> _Parts:
     """No evaluation yet (or the schedule stopped since): not_due, paused, complete, removed."""
     at = life.at if life is not None else None
@@ -1020,7 +1041,7 @@ def _status_parts(
         )
         return parts
     spec = state.spec
-    inputs = _schedule_inputs(spec, state)
+    inputs = _schedule_inputs(spec, state, options)
     if state.paused:
         reason = life.reason if isinstance(life, ev.SchedulePaused) and life.reason else ""
         parts = _Parts("paused", R_PAUSED, position, at, inputs)

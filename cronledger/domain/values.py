@@ -72,7 +72,7 @@ class ScheduleSpec:
     target: Target
     concurrency: ConcurrencyPolicy
     misfire: MisfirePolicy = MisfirePolicy.SKIP
-    misfire_grace_ms: int = 60_000
+    misfire_grace_ms: int | None = None  # None: the engine's misfire_grace option (60 s)
     catch_up_window_ms: int | None = None
     priority: int = 0
     retry: Retry = NO_RETRY
@@ -93,8 +93,13 @@ class Options:
     slot_headroom: int = 0
     fallback_headroom: int = 0
     batch_size: int = 64
-    misfire_grace_ms: int = 60_000
+    misfire_grace_ms: int = 60_000  # for schedules that set no grace of their own
     draining: bool = False
+
+
+def misfire_grace(spec: ScheduleSpec, options: Options) -> int:
+    """The grace a schedule's fires get: its own, else the engine's default (an option)."""
+    return options.misfire_grace_ms if spec.misfire_grace_ms is None else spec.misfire_grace_ms
 
 
 class ExitKind(StrEnum):

@@ -6,11 +6,12 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cronledger.adapters.fake_runner import Script
+from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
 from cronledger.domain.jitter import jitter_ms
 from cronledger.domain.misfire import classify, classify_one, horizon
 from cronledger.domain.triggers import Every, next_fire_after
-from cronledger.domain.values import ConcurrencyPolicy, MisfirePolicy
+from cronledger.domain.values import ConcurrencyPolicy, MisfirePolicy, Options
 from tests.harness import MINUTE, SECOND, T0, World, spec
 
 
@@ -224,3 +225,34 @@ def test_catch_up_under_forbid_after_an_outage_is_skipped_by_the_phase_order() -
     fires = w.of(ev.FireRecorded)
     assert [(f.nominal, f.represents) for f in fires] == [(T0 + MINUTE, 1), (T0 + 11 * MINUTE, 10)]
     assert len(w.of(ev.RunAssigned)) == 2  # released by the exit and dispatched at once
+
+
+def _late_fires(option_grace: int, own_grace: int | None) -> World:
+    """Fires at T0+1m, +2m and +3m, seen 150, 90 and 30 s late by one tick."""
+    w = World()
+    w.do(cmd.ChangeOptions(Options(misfire_grace_ms=option_grace)))
+    w.add(spec("job", misfire_grace_ms=own_grace))
+    w.clock.advance(3 * MINUTE + 30 * SECOND)
+    w.tick()
+    return w
+
+
+def test_a_schedule_without_a_grace_of_its_own_follows_the_engines_misfire_grace_option() -> None:
+    w = _late_fires(60 * SECOND, None)  # the default option: 60 s
+    [missed] = w.of(ev.FireMissed)
+    assert (missed.count, missed.grace_ms) == (2, 60 * SECOND)
+    [fired] = w.of(ev.FireRecorded)
+    assert (fired.nominal, fired.represents) == (T0 + 3 * MINUTE, 1)
+
+    w = _late_fires(2 * MINUTE, None)  # a wider engine default: only the first is too late
+    [missed] = w.of(ev.FireMissed)
+    assert (missed.count, missed.grace_ms) == (1, 2 * MINUTE)
+    [fired] = w.of(ev.FireRecorded)
+    assert (fired.nominal, fired.represents) == (T0 + 3 * MINUTE, 2)
+
+
+def test_a_schedules_own_grace_wins_over_the_engines_option() -> None:
+    w = _late_fires(2 * MINUTE, 10 * SECOND)
+    [missed] = w.of(ev.FireMissed)
+    assert (missed.count, missed.grace_ms) == (3, 10 * SECOND)
+    assert w.of(ev.FireRecorded) == []

@@ -25,6 +25,7 @@ from cronledger.domain.values import (
     MisfirePolicy,
     Options,
     Retry,
+    misfire_grace,
 )
 from cronledger.errors import InvalidInput
 from tests.harness import MINUTE, SECOND, T0
@@ -96,12 +97,13 @@ def test_a_full_table_sets_every_field() -> None:
     assert spec.principal == "system:cron"
 
 
-def test_the_defaults_are_forbid_skip_60s_grace_and_no_retry() -> None:
+def test_the_defaults_are_forbid_skip_the_engines_grace_and_no_retry() -> None:
     spec = parse()
     assert spec.trigger == Cron("0 3 * * *", "UTC")
     assert spec.concurrency is ConcurrencyPolicy.FORBID
     assert spec.misfire is MisfirePolicy.SKIP
-    assert spec.misfire_grace_ms == 60 * SECOND
+    assert spec.misfire_grace_ms is None  # the engine's misfire_grace option (60 s by default)
+    assert misfire_grace(spec, Options()) == 60 * SECOND
     assert spec.retry == NO_RETRY
     assert spec.timeout_ms is spec.active_hours is spec.quiet_hours is spec.fire_limit is None
     assert (spec.priority, spec.jitter_ms) == (0, 0)

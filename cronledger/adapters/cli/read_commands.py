@@ -14,7 +14,7 @@ from cronledger.domain.health import health
 from cronledger.domain.instants import parse_instant
 from cronledger.domain.state import ScheduleState, Snapshot
 from cronledger.domain.triggers import Cron, describe
-from cronledger.domain.values import Call, Command, Target
+from cronledger.domain.values import Call, Command, Options, ScheduleSpec, Target, misfire_grace
 from cronledger.errors import InvalidInput, UnknownSchedule
 from cronledger.projectors.history import RunRecord
 
@@ -75,6 +75,11 @@ def list_schedules(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _grace(spec: ScheduleSpec, options: Options) -> str:
+    grace = o.duration(misfire_grace(spec, options))
+    return grace if spec.misfire_grace_ms is not None else f"{grace} (engine default)"
+
+
 def _zone(state: ScheduleState) -> str:
     trigger = state.spec.trigger
     return trigger.timezone if isinstance(trigger, Cron) else "UTC"
@@ -85,7 +90,8 @@ def show(ctx: Context, args: argparse.Namespace) -> int:
         raise InvalidInput("--runs", f"must be at least 1, got {args.runs}", "e.g. --runs 10")
     ledger = ctx.open()
     try:
-        state = audit.state_at(ledger)[0].schedules.get(args.name)
+        snapshot = audit.state_at(ledger)[0]
+        state = snapshot.schedules.get(args.name)
         if state is None:
             raise UnknownSchedule(args.name)
         runs = audit.run_history(ledger, schedule_id=args.name, limit=args.runs)
@@ -98,6 +104,7 @@ def show(ctx: Context, args: argparse.Namespace) -> int:
         o.emit_json(
             {
                 "schedule": audit.schedule_json(state),
+                "misfire_grace_ms": misfire_grace(state.spec, snapshot.options),
                 "next_fires": [
                     {**audit.instant_json("at", t), "local": lt}
                     for t, lt in zip(fires, local, strict=True)
@@ -114,7 +121,7 @@ def show(ctx: Context, args: argparse.Namespace) -> int:
             ("trigger", describe(spec.trigger)),
             ("target", target_text(spec.target)),
             ("concurrency", spec.concurrency.value),
-            ("misfire", f"{spec.misfire.value}, grace {o.duration(spec.misfire_grace_ms)}"),
+            ("misfire", f"{spec.misfire.value}, grace {_grace(spec, snapshot.options)}"),
             ("priority", spec.priority),
             (
                 "retries",

@@ -33,7 +33,11 @@ FLAGS: dict[str, tuple[str, dict[str, Any], str]] = {
         {"choices": ["skip", "catch-up"]},
         "what late fires do (default skip)",
     ),
-    "misfire_grace": ("--grace", {"metavar": "DURATION"}, "how late a fire may run (default 60s)"),
+    "misfire_grace": (
+        "--grace",
+        {"metavar": "DURATION"},
+        "how late a fire may run (default: the engine's misfire_grace option, 60s)",
+    ),
     "catch_up_window": (
         "--catch-up-window",
         {"metavar": "DURATION"},
@@ -140,7 +144,8 @@ def table_from_spec(spec: ScheduleSpec) -> dict[str, Any]:
             t["fallback"] = list(target.fallback)
     t["concurrency"] = spec.concurrency.value
     t["misfire"] = spec.misfire.value
-    t["misfire_grace"] = f"{spec.misfire_grace_ms}ms"
+    if spec.misfire_grace_ms is not None:
+        t["misfire_grace"] = f"{spec.misfire_grace_ms}ms"
     if spec.catch_up_window_ms is not None:
         t["catch_up_window"] = f"{spec.catch_up_window_ms}ms"
     t["priority"] = spec.priority
