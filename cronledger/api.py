@@ -456,8 +456,10 @@ class Scheduler:
         return sorted(self.snapshot.runs.values(), key=lambda r: (r.assigned_at, r.run_id))
 
     def health(self) -> Health:
-        """Queue depth, oldest pending age and lag at the clock's reading."""
-        return health(self.snapshot, self.engine.clock.now())
+        """Queue depth, oldest pending age and lag at the clock's reading, and the duration of
+        the engine's last tick (None before its first)."""
+        now = self.engine.clock.now()
+        return attrs.evolve(health(self.snapshot, now), tick_ms=self.engine.tick_ms)
 
     # --- the past ---------------------------------------------------------------------------
 

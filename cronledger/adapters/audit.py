@@ -445,6 +445,7 @@ def health_json(h: Health) -> Json:
         "oldest_pending_ms": h.oldest_pending_ms,
         "lag_ms": h.lag_ms,
         "draining": h.draining,
+        "tick_ms": h.tick_ms,
     }
 
 

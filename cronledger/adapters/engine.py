@@ -339,10 +339,16 @@ class Engine:
 
     @property
     def last_health(self) -> Health | None:
-        """Health as of the last tick (computed on demand: it walks the queue)."""
+        """Health as of the last tick, with its duration (computed on demand: it walks the
+        queue)."""
         if self._last_tick_at is None:
             return None
-        return health(self._snapshot, self._last_tick_at)
+        return evolve(health(self._snapshot, self._last_tick_at), tick_ms=self.tick_ms)
+
+    @property
+    def tick_ms(self) -> float | None:
+        """The wall time of the last tick, in ms (None before the first)."""
+        return None if self._last_tick_at is None else round(self.last_tick_ms, 3)
 
     def _started_facts(
         self,
@@ -392,7 +398,7 @@ class Engine:
             return
         s = plan.summary
         h = self.last_health  # walks the queue: only when the line is logged
-        line = {
+        line: dict[str, object] = {
             "tick": s.tick, "at": s.now, "fired": s.fired, "skipped": s.skipped,
             "coalesced": s.coalesced, "deferred": s.deferred, "missed": s.missed,
             "dispatched": s.dispatched, "reconciled": s.reconciled, "retries": s.retries,
@@ -403,6 +409,8 @@ class Engine:
                 active=h.active_runs,
                 pending=h.pending,
                 held=h.held,
+                assigned=h.assigned,
+                oldest_pending_ms=h.oldest_pending_ms,
                 lag_ms=h.lag_ms,
                 position=h.position,
             )

@@ -9,6 +9,9 @@ from cronledger.domain.state import EntryStatus, Snapshot
 
 @attrs.frozen(kw_only=True)
 class Health:
+    """The figures of SEMANTICS §7 phase 7. `tick_ms` (the wall time of the engine's last tick)
+    is filled in by the engine (`Engine.last_health`), which measures it: None elsewhere."""
+
     position: int
     schedules: int
     active_runs: int
@@ -18,6 +21,7 @@ class Health:
     oldest_pending_ms: int | None
     lag_ms: int
     draining: bool
+    tick_ms: float | None = None
 
 
 def health(snapshot: Snapshot, now: int) -> Health:

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -608,3 +609,39 @@ def test_a_foreign_cancel_reaches_the_runner_within_a_second_without_any_append(
     assert len(sent_at) == 1
     assert 0 <= sent_at[0] - cancelled_at[0] <= engine.ledger_watch_ms
     assert not _facts(engine, ev.RunSucceeded)  # it was stopped, not left to run its 60 s
+
+
+def test_health_after_a_tick_has_its_figures_and_the_tick_line_logs_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Active runs, queue depth by status, oldest pending age, lag, tick duration, position;
+    one structured line per deciding tick with the summary counts and those figures."""
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(HOUR)))
+    engine.execute(cmd.ChangeOptions(Options(max_workers=1, batch_size=1)))
+    assert engine.last_health is None and engine.tick_ms is None
+    engine.execute(cmd.AddSchedule(_spec("a", Every(MINUTE, T0))))
+    engine.execute(cmd.AddSchedule(_spec("b", Every(MINUTE, T0))))
+    engine.submit(Call("work"), hold="manual_hold")
+    clock.advance(MINUTE + 5 * SECOND)  # both due 5 s ago; batch_size 1: one per tick
+    with caplog.at_level("INFO", logger="cronledger.engine"):
+        first = engine.tick()
+    h = engine.last_health
+    assert h is not None and first.summary.fired == 1 and first.summary.more_due
+    assert h.tick_ms is not None and h.tick_ms > 0
+    assert (h.active_runs, h.assigned, h.held, h.pending) == (1, 1, 1, 0)
+    assert h.lag_ms == 5 * SECOND  # b is still due at T0 + 1 min, unfired
+    assert h.position == engine.ledger.position()
+    engine.tick()  # b fires; its entry waits for the one slot
+    clock.advance(30 * SECOND)
+    with caplog.at_level("INFO", logger="cronledger.engine"):
+        engine.tick()
+    h = engine.last_health
+    assert h is not None
+    assert (h.pending, h.oldest_pending_ms, h.lag_ms) == (1, 30 * SECOND, 0)
+    lines = [orjson.loads(r.getMessage()) for r in caplog.records if r.getMessage()[:1] == "{"]
+    assert lines[0]["fired"] == 1 and lines[0]["dispatched"] == 1 and lines[0]["lag_ms"] == 5000
+    assert set(lines[0]) >= {
+        "tick", "at", "fired", "skipped", "dispatched", "reconciled", "tick_ms",
+        "active", "pending", "held", "assigned", "oldest_pending_ms", "lag_ms", "position",
+    }  # fmt: skip
