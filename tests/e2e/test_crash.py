@@ -223,13 +223,19 @@ def test_a_daemon_killed_while_jobs_run_leaves_them_to_the_supervisor_and_adopts
     daemon.send_signal(signal.SIGKILL)
     assert daemon.wait(10) == -signal.SIGKILL
     assert _alive(supervisor), "the supervisor outlives the daemon while it has jobs"
-    time.sleep(2)  # the running jobs (at most 1.5 s) end while no daemon listens
     recorded = {e.run_id for e in _events(url) if isinstance(e, ev.RunSucceeded | ev.RunFailed)}
     unrecorded = started - recorded
     assert unrecorded, "some jobs ended while the daemon was dead"
     files = [_runs_dir(tmp_path) / f"{run_file_name(run_id)}.st" for run_id in unrecorded]
-    statuses = [f.read_text().splitlines() for f in files if f.exists()]
-    assert statuses and all(lines[-1] == "exit 0" for lines in statuses), statuses
+
+    def statuses() -> list[list[str]]:
+        return [f.read_text().splitlines() for f in files if f.exists()]
+
+    deadline = time.monotonic() + 10  # the jobs (at most 1.5 s) end while no daemon listens
+    while not all(lines and lines[-1].startswith(("exit", "signal")) for lines in statuses()):
+        assert time.monotonic() < deadline, statuses()
+        time.sleep(0.05)
+    assert statuses() and all(lines[-1] == "exit 0" for lines in statuses()), statuses()
 
     restarted = _daemon(url, tmp_path, 3)
     assert restarted.wait(30) == 0
