@@ -25,8 +25,10 @@ where the system reports it).
                                 ended it) once reaped. Or a single "!<error>" line if nothing
                                 could be spawned, or "?<reason>" (a tombstone), written by a
                                 runner that found the run never spawned.
-    state_dir/runs/<name>.out   the job's stdout; both files may grow, only their
-    state_dir/runs/<name>.err   the job's stderr   tails are read
+    state_dir/runs/<name>.out   the job's stdout; only their tails are read, and while
+    state_dir/runs/<name>.err   the job's stderr   the job runs the supervisor punches out the
+                                head of a file over max(2 x tail_bytes, 1 MiB) every second
+                                (Linux; see supervisor.py), so disk use stays bounded
     state_dir/runs/.supervisor.{lock,sock,log}
 
 Spawning: `carry_out` checks each StartRun in the daemon first (working directory, program found
@@ -695,7 +697,8 @@ class ProcessRunner:
         cwd = os.getcwd()
         sock.settimeout(START_TIMEOUT_S)
         try:
-            sock.sendall(_line({"op": "hello", "env": env, "cwd": cwd}))
+            hello = {"op": "hello", "env": env, "cwd": cwd, "keep": self._tail_bytes}
+            sock.sendall(_line(hello))
             data = b""
             while b"\n" not in data:
                 chunk = sock.recv(4096)

@@ -19,6 +19,12 @@ script with `python -I -S`, so it never imports the package.
   after the other on the main thread: `os.posix_spawn` holds the GIL until the child has
   exec'd, and on a loaded machine spawns are bound by CPU, not by waiting (measured: threads
   or a GIL-free posix_spawn did not make a batch faster, `fork` cost three times the CPU).
+- Output on disk is bounded while the job runs: every OUTPUT_CHECK_S, a `.out` or `.err` file
+  holding more than max(2 x keep, OUTPUT_MIN_CAP) bytes has its head punched out (Linux
+  `fallocate(PUNCH_HOLE | KEEP_SIZE)`, through ctypes), keeping at least the last `keep` bytes
+  (the runner's tail size, sent in `hello`). The file's size and offsets do not change, so the
+  tail and the count of dropped bytes read as before; where the file system cannot punch holes
+  (or off Linux) the files are left to grow, and the log says so once.
 - Cancel: SIGTERM to the job's process group, SIGKILL after the grace the runner gives. The
   job is our unreaped child until we have written its status, so its pid cannot be reused
   under us.
@@ -52,6 +58,10 @@ LOCK_NAME = ".supervisor.lock"
 SOCKET_NAME = ".supervisor.sock"
 LOG_NAME = ".supervisor.log"
 IDLE_EXIT_S = 2.0  # no job and no runner for this long: exit
+OUTPUT_CHECK_S = 1.0  # how often live jobs' output files are checked against their cap
+OUTPUT_MIN_CAP = 1 << 20  # a file is trimmed once it holds more than max(2 x keep, this)
+DEFAULT_KEEP = 64 * 1024  # the tail kept when the runner does not say (older runners)
+_BLOCK = 4096  # holes are punched in whole blocks
 LOCK_WAIT_S = 3.0  # how long a new supervisor waits for an exiting one to let go of the lock
 MAX_BUFFERED_OUT = 64 << 20  # a runner that stops reading is dropped past this
 _SOCKET_PATH_MAX = 100  # sun_path holds 104..108 bytes depending on the system
@@ -93,9 +103,14 @@ def _log(text: str) -> None:
 class _Job:
     """A live job: our child until its status is written."""
 
-    __slots__ = ("escalated", "fallback", "fd", "pid", "run_id", "stem", "term", "watchers")
+    __slots__ = (
+        "escalated", "fallback", "fd", "keep", "pid", "run_id", "stem", "term", "watchers",
+    )  # fmt: skip
 
-    def __init__(self, run_id: str, stem: str, pid: int, fd: int, fallback: bool) -> None:
+    def __init__(
+        self, run_id: str, stem: str, pid: int, fd: int, fallback: bool, keep: int
+    ) -> None:
+        self.keep = keep  # the output tail to keep when the files are trimmed
         self.run_id = run_id
         self.stem = stem
         self.pid = pid
@@ -109,7 +124,7 @@ class _Job:
 class _Conn:
     """A connected runner."""
 
-    __slots__ = ("buf", "closed", "cwd", "env", "exits", "out", "sock", "writing")
+    __slots__ = ("buf", "closed", "cwd", "env", "exits", "keep", "out", "sock", "writing")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -119,6 +134,7 @@ class _Conn:
         self.closed = False
         self.env: dict[str, str] = {}
         self.cwd = "/"
+        self.keep = DEFAULT_KEEP
         self.exits: list[list[Any]] = []
 
 
@@ -139,6 +155,8 @@ class Supervisor:
         self.cwd = os.getcwd()
         self.uid = os.getuid()
         self.idle_since: float | None = time.monotonic()
+        self.next_trim: float | None = None  # the next output check (while jobs run)
+        self.punch: Callable[[int, int], None] | bool | None = True  # True: not looked up yet
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(wake_w, False)
@@ -165,6 +183,11 @@ class Supervisor:
                 timeout = left if timeout is None else min(timeout, left)
             else:
                 self.idle_since = None
+            if self.jobs and self.punch is not None:
+                if self.next_trim is None:
+                    self.next_trim = now + OUTPUT_CHECK_S
+                left = max(0.0, self.next_trim - now)
+                timeout = left if timeout is None else min(timeout, left)
             for key, mask in self.sel.select(timeout):
                 callback: Callable[[int], None] = key.data
                 callback(mask)
@@ -174,6 +197,9 @@ class Supervisor:
             self._flush_exits()
             if self.unsent:
                 self._send_all()
+            if self.next_trim is not None and time.monotonic() >= self.next_trim:
+                self.next_trim = None
+                self._trim_outputs()
 
     def _drain_wake(self, _mask: int) -> None:
         # One read: what is left keeps the pipe readable and is read on the next pass (a
@@ -286,7 +312,8 @@ class Supervisor:
     # --- requests ----------------------------------------------------------------------------
 
     def _handle(self, conn: _Conn, message: Json) -> None:
-        """`hello` {env, cwd} -> {pid, v}. `spawn` {runs, [env], [cwd]} -> `spawned` {runs}:
+        """`hello` {env, cwd, keep} -> {pid, v} (keep: the output tail to keep when trimming).
+        `spawn` {runs, [env], [cwd]} -> `spawned` {runs}:
         each run [run_id, stem, argv, exe, fallback, env overrides, cwd] answered
         [run_id, "ok", pid, fallback] / [run_id, "failed", error] / [run_id, "exists"].
         `watch` {req, ids} -> `watching` {req, runs: [run_id, pid or None, fallback]}.
@@ -298,6 +325,8 @@ class Supervisor:
             conn.env = message["env"]
         if "cwd" in message:
             conn.cwd = message["cwd"]
+        if "keep" in message:
+            conn.keep = max(0, int(message["keep"]))
         if op == "spawn":
             results = [self._spawn(conn, item) for item in message["runs"]]
             self._reply(conn, {"op": "spawned", "runs": results})
@@ -353,7 +382,7 @@ class Supervisor:
             os.close(fd)
             return [run_id, "failed", outcome]
         os.write(fd, f"{outcome} {int(bool(fallback))}\n".encode())
-        job = _Job(run_id, stem, outcome, fd, bool(fallback))
+        job = _Job(run_id, stem, outcome, fd, bool(fallback), conn.keep)
         job.watchers.add(conn)
         self.jobs[outcome] = job
         self.by_id[run_id] = job
@@ -462,11 +491,73 @@ class Supervisor:
                 if not conn.closed:
                     conn.exits.append([job.run_id, code, job.escalated, err_size])
 
+    # --- output bound ------------------------------------------------------------------------
+
+    def _trim_outputs(self) -> None:
+        """Punch out the head of every live job's output file that is over its cap."""
+        for job in list(self.jobs.values()):
+            cap = max(2 * job.keep, OUTPUT_MIN_CAP)
+            for name in (job.stem + ".out", job.stem + ".err"):
+                try:
+                    st = os.stat(name, dir_fd=self.dir_fd)
+                except OSError:
+                    continue
+                cut = (st.st_size - job.keep) // _BLOCK * _BLOCK
+                if st.st_blocks * 512 > cap and cut > 0 and not self._punch_head(name, cut):
+                    return
+
+    def _punch_head(self, name: str, length: int) -> bool:
+        """Free the first `length` bytes of `name`; False when this system cannot."""
+        if self.punch is True:
+            self.punch = _hole_puncher()
+            if self.punch is None:
+                _log("output files are not trimmed here (no fallocate): they grow unbounded")
+        if not callable(self.punch):
+            return False
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.dir_fd)
+        except OSError:
+            return True
+        try:
+            self.punch(fd, length)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS):
+                _log(f"output files are not trimmed here ({exc.strerror}): they grow unbounded")
+                self.punch = None
+                return False
+            _log(f"cannot trim {name}: {exc}")
+        finally:
+            os.close(fd)
+        return True
+
     def _flush_exits(self) -> None:
         for conn in list(self.conns):
             if conn.exits:
                 runs, conn.exits = conn.exits, []
                 self._reply(conn, {"op": "exits", "runs": runs})
+
+
+def _hole_puncher() -> Callable[[int, int], None] | None:
+    """fallocate(fd, PUNCH_HOLE | KEEP_SIZE, 0, length) from the C library (Linux), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fallocate = getattr(libc, "fallocate64", None) or libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    fallocate.restype = ctypes.c_int
+    punch_hole_keep_size = 0x02 | 0x01  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+
+    def punch(fd: int, length: int) -> None:
+        if fallocate(fd, punch_hole_keep_size, 0, length) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    return punch
 
 
 def _on_signal(_signum: int, _frame: object) -> None:

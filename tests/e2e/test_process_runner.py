@@ -278,6 +278,61 @@ def test_a_10_mb_stderr_is_bounded_to_its_tail_with_the_dropped_count(harness: H
     assert exit.stderr_dropped == total - 64 * 1024
 
 
+def _can_punch_holes(directory: Path) -> bool:
+    """Whether this file system frees a file's head with fallocate(PUNCH_HOLE) (Linux)."""
+    from cronledger.adapters.supervisor import _hole_puncher
+
+    punch = _hole_puncher()
+    if punch is None:
+        return False
+    probe = directory / "punch-probe"
+    fd = os.open(probe, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"x" * (1 << 20))
+        os.fsync(fd)
+        punch(fd, 1 << 19)
+        return os.fstat(fd).st_blocks * 512 < 1 << 20
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+        probe.unlink()
+
+
+def test_a_running_jobs_output_files_are_trimmed_to_their_tail_on_disk(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """40 MB of stdout and stderr, then the job waits: while it runs the supervisor punches out
+    the files' heads (disk use ~ the cap, the size unchanged); the tails and dropped counts
+    read as if nothing was trimmed."""
+    if not _can_punch_holes(harness.state_dir):
+        pytest.skip("this file system cannot punch holes (the files are left to grow)")
+    release = ready_file(tmp_path, "release")
+    write = "head -c 20000000 /dev/zero | tr '\\0' x"
+    script = f"{write}; echo OUT-END; {write} >&2; echo ERR-END >&2; " + (
+        f"while [ ! -e '{release}' ]; do sleep 0.05; done"
+    )
+    harness.start(start_run("chatty#1", sh(script)))
+    runs = harness.state_dir / "runs"
+    files = [runs / f"{run_file_name('chatty#1')}{suffix}" for suffix in (".out", ".err")]
+    cap = 1 << 20  # max(2 x the 64 KiB tail, OUTPUT_MIN_CAP)
+
+    def trimmed() -> bool:
+        stats = [f.stat() for f in files if f.exists()]
+        return len(stats) == 2 and all(
+            st.st_size > 20_000_000 and st.st_blocks * 512 <= cap for st in stats
+        )
+
+    wait_for(trimmed, "both output files trimmed to their cap while the job runs", 30)
+    out = process_runner.read_tail(str(files[0]), 64 * 1024)
+    assert out[0].endswith("xxOUT-END\n") and out[1] == 20_000_000 + 8 - 64 * 1024
+    release.touch()
+    exit = harness.exit()
+    assert exit.succeeded
+    assert len(exit.stderr_tail) == 64 * 1024 and exit.stderr_tail.endswith("xxERR-END\n")
+    assert exit.stderr_dropped == 20_000_000 + 8 - 64 * 1024
+
+
 def test_a_tail_cut_inside_a_utf8_character_starts_at_the_next_whole_character(
     make_harness: MakeHarness,
 ) -> None:
