@@ -57,7 +57,8 @@ class CallRunner:
         self._exits: list[RunExit] = []
         self._running: set[str] = set()  # queued or running, not yet reported
         self._cancelled: set[str] = set()  # reported as ended: skip it, or ignore its result
-        self._executing: set[str] = set()  # on a worker thread right now
+        self._executing: set[str] = set()  # taken by a worker thread (added without the lock)
+        self._abandoned_runs: set[str] = set()  # cancelled while a thread ran them
         self._abandoned = 0  # threads busy with a call reported as ended (not counted as workers)
         self._queue: SimpleQueue[tuple[str, TaskFunction] | None] = SimpleQueue()
         self._max_threads = max_threads
@@ -133,11 +134,17 @@ class CallRunner:
         get = self._queue.get
         while (job := get()) is not _STOP:
             run_id, function = job
-            with self._lock:
-                if run_id in self._cancelled:  # cancelled while queued: already reported
+            # No lock on this path (one set add and one look-up): a cancel that comes before
+            # the add is seen by the look-up; one that comes after sees the run executing.
+            self._executing.add(run_id)
+            if run_id in self._cancelled:  # cancelled while queued: already reported
+                with self._lock:
+                    self._executing.discard(run_id)
                     self._cancelled.discard(run_id)
-                    continue
-                self._executing.add(run_id)
+                    if run_id in self._abandoned_runs:  # counted as abandoned: it was not
+                        self._abandoned_runs.discard(run_id)
+                        self._abandoned -= 1
+                continue
             try:
                 function()
             except BaseException as error:  # a failing call is a failed run, whatever it raised
@@ -157,6 +164,7 @@ class CallRunner:
                 self._executing.discard(run_id)
                 if run_id in self._cancelled:  # abandoned after a cancel: already reported
                     self._cancelled.discard(run_id)
+                    self._abandoned_runs.discard(run_id)
                     self._abandoned -= 1
                     if len(self._threads) - self._abandoned > self._max_threads or self._closed:
                         self._threads.remove(threading.current_thread())  # replaced: end
@@ -177,6 +185,7 @@ class CallRunner:
         self._running.discard(command.run_id)
         self._cancelled.add(command.run_id)
         if command.run_id in self._executing:  # its thread is abandoned: replaced if needed
+            self._abandoned_runs.add(command.run_id)
             self._abandoned += 1
         self._exits.append(
             RunExit(
