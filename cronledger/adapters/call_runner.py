@@ -102,6 +102,7 @@ class CallRunner:
                 elif isinstance(command, CancelRun):
                     self._cancel(command, now)
             self._spawn_workers()  # for the new jobs, and in place of abandoned threads
+            # (Thread.start under the lock: a worker reporting an exit waits that long.)
         if jobs:
             put = self._queue.put
             for job in jobs:
@@ -134,8 +135,9 @@ class CallRunner:
         get = self._queue.get
         while (job := get()) is not _STOP:
             run_id, function = job
-            # No lock on this path (one set add and one look-up): a cancel that comes before
-            # the add is seen by the look-up; one that comes after sees the run executing.
+            # No lock on this path (one set add and one look-up, each atomic under the GIL): a
+            # cancel that comes before the add is seen by the look-up; one that comes after
+            # sees the run executing.
             self._executing.add(run_id)
             if run_id in self._cancelled:  # cancelled while queued: already reported
                 with self._lock:
@@ -144,6 +146,8 @@ class CallRunner:
                     if run_id in self._abandoned_runs:  # counted as abandoned: it was not
                         self._abandoned_runs.discard(run_id)
                         self._abandoned -= 1
+                        if self._surplus():  # a replacement was started meanwhile
+                            return
                 continue
             try:
                 function()
@@ -164,11 +168,11 @@ class CallRunner:
                 self._executing.discard(run_id)
                 if run_id in self._cancelled:  # abandoned after a cancel: already reported
                     self._cancelled.discard(run_id)
-                    self._abandoned_runs.discard(run_id)
-                    self._abandoned -= 1
-                    if len(self._threads) - self._abandoned > self._max_threads or self._closed:
-                        self._threads.remove(threading.current_thread())  # replaced: end
-                        return
+                    if run_id in self._abandoned_runs:  # (not so when close() cancelled it)
+                        self._abandoned_runs.discard(run_id)
+                        self._abandoned -= 1
+                        if self._surplus():  # replaced meanwhile: end
+                            return
                     continue  # the pool is short of a worker: rejoin it
                 self._running.discard(run_id)
                 first = not self._exits
@@ -177,6 +181,15 @@ class CallRunner:
                 # Only the first exit since the last poll wakes the engine: whoever appended
                 # the earlier ones has woken it already, and its next poll takes them all.
                 self._wake()
+        with self._lock:  # told to stop (close)
+            self._threads.remove(threading.current_thread())
+
+    def _surplus(self) -> bool:
+        """Under the lock: end the calling worker if the pool has more than it needs."""
+        if len(self._threads) - self._abandoned > self._max_threads or self._closed:
+            self._threads.remove(threading.current_thread())
+            return True
+        return False
 
     def _cancel(self, command: CancelRun, now: int) -> None:
         """Report the run ended at once (under the lock); its thread, if any, is abandoned."""

@@ -107,6 +107,7 @@ class Engine:
         # next tick's facts when that tick follows at once (one commit instead of two).
         self._unrecorded: list[tuple[Started, int]] = []
         self._defer_started = False
+        self._caught_up = False  # the last tick folded foreign facts after planning
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
         self._snapshot: Snapshot = catch_up(ledger, load_snapshot(ledger) or EMPTY)
         # Runs our runner was told to stop; those being cancelled at start-up are `adopt`'s.
@@ -313,8 +314,10 @@ class Engine:
         self._unrecorded = later
         if in_loop and not appended and self.ledger.position() != self._snapshot.position:
             # Nothing went through the append's check: catch up now (a foreign cancel is sent
-            # to the runner, and what the new facts make due is decided by the next tick).
+            # to the runner, and what the new facts allow is decided by the next tick, at once:
+            # e.g. a retry that was waiting for a slot another process's options change freed).
             self.refresh()
+            self._caught_up = True
         if self.runner is not None:
             if plan.commands:
                 self._crash.reached("after_append")
@@ -455,8 +458,10 @@ class Engine:
         while not self._stop:
             plan = self.tick()
             collector.between_ticks()  # cycles are collected here, never in the middle of a tick
-            if plan.summary.more_due:
-                continue  # the rest of the due batch, at once
+            again = plan.summary.more_due or self._caught_up  # work left, or foreign facts
+            self._caught_up = False
+            if again and not self._drain_requested:  # (a drain request is recorded first)
+                continue  # the rest of the due batch (or what the caught-up facts allow), at once
             if self._unrecorded and not self._wake.is_set():
                 self._flush_started(wait=False)  # nothing wakes the loop at once: record now
             now = self.clock.now()

@@ -578,7 +578,9 @@ class _Simulation:
         """The next tick's clock reading (None: nothing will ever happen again)."""
         if more_due:
             return now
-        wake = next_wake(self.snapshot)
+        # A retry whose wait is over at `now` waits for a slot (an exit), not for the clock:
+        # next_wake leaves it out, and whatever else is due still wakes the simulation.
+        wake = next_wake(self.snapshot, now)
         if wake is not None and wake <= now and not decided:
             # already planned at `now` without effect: it waits for a slot, i.e. for an exit
             wake = None

@@ -157,6 +157,7 @@ class Supervisor:
         self.idle_since: float | None = time.monotonic()
         self.next_trim: float | None = None  # the next output check (while jobs run)
         self.punch: Callable[[int, int], None] | bool | None = True  # True: not looked up yet
+        self.untrimmable: set[str] = set()  # files a trim failed on (logged once each)
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(wake_w, False)
@@ -475,6 +476,8 @@ class Supervisor:
             if job is None:
                 continue
             del self.by_id[job.run_id]
+            if self.untrimmable:
+                self.untrimmable.difference_update((job.stem + ".out", job.stem + ".err"))
             code = os.waitstatus_to_exitcode(status)
             try:
                 line = format_status(code, job.escalated) + "\n"
@@ -498,6 +501,8 @@ class Supervisor:
         for job in list(self.jobs.values()):
             cap = max(2 * job.keep, OUTPUT_MIN_CAP)
             for name in (job.stem + ".out", job.stem + ".err"):
+                if name in self.untrimmable:
+                    continue
                 try:
                     st = os.stat(name, dir_fd=self.dir_fd)
                 except OSError:
@@ -521,11 +526,13 @@ class Supervisor:
         try:
             self.punch(fd, length)
         except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS):
+            if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
                 _log(f"output files are not trimmed here ({exc.strerror}): they grow unbounded")
                 self.punch = None
                 return False
-            _log(f"cannot trim {name}: {exc}")
+            if name not in self.untrimmable:  # e.g. EPERM on an append-only file: say it once
+                self.untrimmable.add(name)
+                _log(f"cannot trim {name}: {exc}")
         finally:
             os.close(fd)
         return True
@@ -546,7 +553,7 @@ def _hole_puncher() -> Callable[[int, int], None] | None:
 
         libc = ctypes.CDLL(None, use_errno=True)
         fallocate = getattr(libc, "fallocate64", None) or libc.fallocate
-    except (OSError, AttributeError):
+    except Exception:  # no ctypes (a Python built without libffi), no C library, no symbol
         return None
     fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
     fallocate.restype = ctypes.c_int

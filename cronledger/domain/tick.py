@@ -17,7 +17,7 @@ import attrs
 from cronledger.domain import events as ev
 from cronledger.domain.capacity import ready_dispatch_limit
 from cronledger.domain.commands import RunnerCommand
-from cronledger.domain.dispatch import dispatch
+from cronledger.domain.dispatch import dispatch, plan_ready_dispatch
 from cronledger.domain.due import evaluate_request, evaluate_schedule, iter_due
 from cronledger.domain.evolve import evolve
 from cronledger.domain.reconcile import expire_timeouts, reconcile_exits
@@ -137,10 +137,10 @@ def plan_tick(snapshot: Snapshot, now: int, exits: Sequence[RunExit] = ()) -> Ti
     if limit > 0:
         assigned, starts = dispatch(work, now, limit)
         take(assigned, starts)
-        if len(starts) == limit == options.max_per_tick:
-            more_due = more_due or (
-                ready_dispatch_limit(work.options, work.active, work.fallback_active > 0) > 0
-            )
+        if len(starts) == limit == options.max_per_tick and not more_due:
+            more_due = ready_dispatch_limit(
+                work.options, work.active, work.fallback_active > 0
+            ) > 0 and bool(plan_ready_dispatch(work, now, 1))
 
     # 7-8. health is read off the snapshot by the caller; the summary counts the decisions
     summary = _summarise(tick, now, decided, limit, more_due)

@@ -152,12 +152,12 @@ def test_sigterm_drains_and_a_second_daemon_finds_nothing_to_repair(tmp_path: Pa
 def test_sigint_drains_and_a_second_signal_stops_at_once_leaving_runs_to_the_restart(
     tmp_path: Path,
 ) -> None:
-    """Ctrl-C drains (a recorded fact); a second Ctrl-C stops without waiting for the 6 s job,
+    """Ctrl-C drains (a recorded fact); a second Ctrl-C stops without waiting for the 12 s job,
     which keeps running under the supervisor; the next daemon adopts and records it once."""
     url = _setup(tmp_path)
     engine = Engine.open(url, SystemClock())
     marker = tmp_path / "marker"
-    long_job = Command(("sh", "-c", f'echo "$0" >> {marker}; sleep 6', "{run_id}"))
+    long_job = Command(("sh", "-c", f'echo "$0" >> {marker}; sleep 12', "{run_id}"))
     entry = engine.submit(long_job, priority=9)
     engine.close()
     daemon = _daemon(url, tmp_path, 60)
@@ -179,11 +179,18 @@ def test_sigint_drains_and_a_second_signal_stops_at_once_leaving_runs_to_the_res
     signalled = time.monotonic()
     daemon.send_signal(signal.SIGINT)
     assert daemon.wait(10) == 0
-    assert time.monotonic() - signalled < 3, "the second signal waited for the runs"
+    assert time.monotonic() - signalled < 6, "the second signal waited for the runs"
     left = project(_events(url)).runs
     assert any(r.startswith(entry) for r in left), "the long run is left to the restart"
 
-    restarted = _daemon(url, tmp_path, 8)  # adopts it, records its exit, then stops
+    restarted = _daemon(url, tmp_path, 60)  # adopts it and records its exit
+    deadline = time.monotonic() + 40
+    while not any(
+        isinstance(e, ev.RunSucceeded) and e.run_id.startswith(entry) for e in _events(url)
+    ):
+        assert time.monotonic() < deadline, "the adopted run's exit was never recorded"
+        time.sleep(0.1)
+    restarted.send_signal(signal.SIGTERM)
     assert restarted.wait(30) == 0
     events = _events(url)
     done = [e for e in events if isinstance(e, ev.RunSucceeded) and e.run_id.startswith(entry)]

@@ -645,3 +645,57 @@ def test_health_after_a_tick_has_its_figures_and_the_tick_line_logs_them(
         "tick", "at", "fired", "skipped", "dispatched", "reconciled", "tick_ms",
         "active", "pending", "held", "assigned", "oldest_pending_ms", "lag_ms", "position",
     }  # fmt: skip
+
+
+def test_a_drain_request_is_recorded_before_the_rest_of_a_dispatch_backlog() -> None:
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(HOUR)))
+    engine.execute(cmd.ChangeOptions(Options(max_workers=100, max_per_tick=1)))
+    for _ in range(30):
+        engine.submit(Command(("job",)))
+    engine.drain()
+    engine.run(until=T0 + MINUTE, drain_timeout_ms=SECOND)
+    events = [e for _, e in engine.ledger.read()]
+    drained = next(
+        i for i, e in enumerate(events) if isinstance(e, ev.OptionsChanged) and e.options.draining
+    )
+    assert sum(isinstance(e, ev.RunAssigned) for e in events[:drained]) <= 1
+    assert sum(isinstance(e, ev.RunAssigned) for e in events) <= 1
+
+
+class _WritesOnce(FakeClock):
+    """A fake clock that lets another process write to the ledger once, at `at`."""
+
+    def __init__(self, start: int, at: int, write: Callable[[], None]) -> None:
+        super().__init__(start)
+        self.at, self.write = at, write
+        self.written_at: int | None = None
+
+    def sleep_until(self, instant: int, wake: threading.Event) -> None:
+        super().sleep_until(instant, wake)
+        if self.written_at is None and self.now() >= self.at:
+            self.written_at = self.now()
+            self.write()
+
+
+def test_facts_another_process_appended_are_acted_on_in_the_next_tick_at_once() -> None:
+    """A retry waits for the only slot; another process raises max_workers. The tick that
+    catches up plans nothing more, and the next one follows at once and starts the retry (not
+    a ledger check later)."""
+    ledger = open_ledger("memory://")
+
+    def widen() -> None:
+        other = Engine(ledger, FakeClock(T0 + 5 * SECOND))
+        other.execute(cmd.ChangeOptions(Options(max_workers=2)))
+
+    clock = _WritesOnce(T0, T0 + 5 * SECOND, widen)
+    runner = FakeRunner(lambda c: Script(50, 1) if c.argv == ("fail",) else Script(HOUR))
+    engine = Engine(ledger, clock, runner)
+    engine.execute(cmd.ChangeOptions(Options(max_workers=1)))
+    engine.submit(Command(("fail",)), priority=10, max_attempts=2, backoff_ms=100)
+    engine.submit(Command(("long",)))
+    engine.run(until=T0 + 20 * SECOND)
+    assert clock.written_at is not None
+    assigned = [e for e in _facts(engine, ev.RunAssigned) if isinstance(e, ev.RunAssigned)]
+    [retry] = [e for e in assigned if e.attempt == 2]
+    assert retry.at == clock.written_at  # the same reading: no second ledger check (1 s) needed

@@ -74,6 +74,26 @@ def no_wall(report: SimReport) -> SimReport:
 # --- brute-force counts ---------------------------------------------------------------------
 
 
+def test_a_retry_waiting_for_a_slot_does_not_hide_the_next_due_fire() -> None:
+    """One slot, hour-long failing runs with retries, and a second schedule with no grace:
+    while a retry waits for the slot, the other schedule's fires are still decided on time
+    (an earlier `_next` dropped the whole wake-up and woke only at the next exit)."""
+    seen = facts(
+        spec("r", trigger=Every(10 * SECOND, T0), concurrency=ConcurrencyPolicy.ALLOW,
+             target=Command(("x",)), retry=Retry(5, SECOND)),
+        spec("g", trigger=Every(7 * SECOND, T0), concurrency=ConcurrencyPolicy.ALLOW,
+             target=Command(("y",)), misfire_grace_ms=0),
+        end=T0 + HOUR,
+        runtime=Runtime("fixed", MINUTE),
+        fail_rate=0.5,
+        options=Options(max_workers=1),
+    )  # fmt: skip
+    assert any(isinstance(e, ev.RetryPlanned) for e in seen)
+    assert not [e for e in seen if isinstance(e, ev.FireMissed)]
+    fired = [e for e in seen if isinstance(e, ev.FireRecorded) and e.schedule_id == "g"]
+    assert len(fired) == HOUR // (7 * SECOND) and all(e.late_ms == 0 for e in fired)
+
+
 def test_every_15_minutes_for_a_year_fires_at_every_nominal_time() -> None:
     expected = (YEAR_END - T0) // (15 * MINUTE)  # anchor T0: fires in (T0, end], end included
     assert expected == 365 * 96

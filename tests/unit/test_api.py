@@ -266,6 +266,21 @@ def test_configure_records_the_options(scheduler: cronledger.Scheduler) -> None:
     assert (options.max_workers, options.misfire_grace_ms) == (2, 120_000)
 
 
+def test_a_schedule_without_its_own_grace_follows_the_option_and_can_go_back_to_it(
+    scheduler: cronledger.Scheduler, clock: FakeClock
+) -> None:
+    scheduler.add("job", "every 1m", ["job"], misfire_grace="10s")
+    assert scheduler.schedule("job").spec.misfire_grace_ms == 10_000
+    assert scheduler.update("job", misfire_grace=None).spec.misfire_grace_ms is None
+    scheduler.configure(misfire_grace="5m")
+    clock.advance(4 * MINUTE)  # the T0+1m fire is 3 min late: on time under the option's 5 min
+    scheduler.tick()
+    facts = [e for _, e in scheduler.engine.ledger.read()]
+    assert not [e for e in facts if type(e).__name__ == "FireMissed"]  # 10 s: three missed
+    [fired] = [e for e in facts if type(e).__name__ == "FireRecorded"]
+    assert fired.represents == 4  # type: ignore[attr-defined]
+
+
 def test_run_until_an_instant_on_the_fake_clock(
     scheduler: cronledger.Scheduler, clock: FakeClock
 ) -> None:
