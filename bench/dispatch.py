@@ -143,14 +143,14 @@ def load_average() -> float | None:
 # --- the sections ----------------------------------------------------------------------------
 
 
-def due_now(cfg: dict[str, Any]) -> dict[str, Any]:
+def due_now(cfg: dict[str, Any], with_apscheduler: bool = True) -> dict[str, Any]:
     """cronledger's submitted tasks and APScheduler's memory store (pool 2) run in pairs, one
     right after the other, and that goal is judged on the median of the pairs' ratios (the
     VM's drift moves both figures of a pair alike); the other rows are medians of repeats."""
     n, reps = cfg["due_n"], cfg["due_repeats"]
     out: dict[str, Any] = {}
     log(f"(1) {n:,} jobs due now")
-    version = child("apscheduler_version")["version"]
+    version = child("apscheduler_version")["version"] if with_apscheduler else None
     out["apscheduler_version"] = version
     tasks: list[dict[str, Any]] = []
     memory: list[dict[str, Any]] = []
@@ -286,10 +286,10 @@ def _steady_keys(st: dict[str, Any], prefix: str) -> dict[str, Any]:
     }
 
 
-def run(quick: bool, anchors: tuple[str, ...]) -> dict[str, Any]:
+def run(quick: bool, anchors: tuple[str, ...], with_apscheduler: bool = True) -> dict[str, Any]:
     cfg = QUICK if quick else FULL
     result: dict[str, Any] = {"mode": "quick" if quick else "full", "load_before": load_average()}
-    due = due_now(cfg)
+    due = due_now(cfg, with_apscheduler)
     result["load_after_due"] = load_average()
     steadies = {anchor: steady(cfg, anchor) for anchor in anchors}
     idl = idle(cfg)
@@ -555,6 +555,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="profile the cronledger side of (1) (tasks or At schedules), (2) or (4), small size",
     )
+    parser.add_argument(
+        "--no-apscheduler",
+        action="store_true",
+        help="leave APScheduler out (nothing is pip-installed; its figures are null)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("KIND", "PARAMS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
@@ -568,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         print_profile(args.profile, args.quick)
         return 0
     anchors = ("aligned", "spread") if args.steady_anchor == "both" else (args.steady_anchor,)
-    result = run(args.quick, anchors)
+    result = run(args.quick, anchors, with_apscheduler=not args.no_apscheduler)
     if args.json:
         print(json.dumps(result))
     else:

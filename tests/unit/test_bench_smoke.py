@@ -41,3 +41,42 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     assert _positive(result["replay_events_per_s"])
     assert _positive(result["rss_mb_100k"])
     assert result["replay_equals_simulation"] is True
+
+
+DISPATCH_KEYS = (  # the keys issue 3 names for `bench/dispatch.py --json`
+    "cronledger_jobs_per_s",
+    "apscheduler_memory_jobs_per_s",
+    "apscheduler_sqlite_jobs_per_s",
+    "steady_fires_per_s",
+    "steady_lateness_p99_ms",
+    "steady_cpu",
+    "idle_cpu_10k",
+    "subprocess_jobs_per_s",
+    "popen_ceiling_per_s",
+)
+
+
+def test_quick_dispatch_benchmark_prints_every_named_key() -> None:
+    """`bench/dispatch.py --quick --json`, without APScheduler (no pip install in the tests):
+    every key the issue names is there, ours with real figures, APScheduler's null."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "dispatch.py"), "--quick", "--json",
+         "--no-apscheduler"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert set(DISPATCH_KEYS) <= set(result)
+    aps = {"apscheduler_memory_jobs_per_s", "apscheduler_sqlite_jobs_per_s"}
+    for key in DISPATCH_KEYS:
+        if key in aps:
+            assert result[key] is None, key
+        elif key == "idle_cpu_10k":
+            assert isinstance(result[key], float) and 0 <= result[key] < 0.5, result[key]
+        else:
+            assert _positive(result[key]), key
+    assert result["steady_not_durable"] == 0
+    assert 0 < result["subprocess_ratio"] < 2
