@@ -95,10 +95,18 @@ def tmpfs_dir() -> str | None:
     return None
 
 
-def make_engine(db_dir: Path, state_dir: Path, threads: int, options: dict[str, Any]) -> Engine:
-    """What a user does: `build_engine` on a SQLite file (default durability), register the
-    callable, set the options."""
-    engine = build_engine(f"sqlite:///{db_dir / 'ledger.db'}", state_dir, max_threads=threads)
+def make_engine(
+    db_dir: Path,
+    state_dir: Path,
+    threads: int,
+    options: dict[str, Any],
+    synchronous: str | None = None,
+) -> Engine:
+    """What a user does: `build_engine` on a SQLite file (default durability unless
+    `synchronous` says otherwise), register the callable, set the options."""
+    query = f"?synchronous={synchronous}" if synchronous else ""
+    url = f"sqlite:///{db_dir / 'ledger.db'}{query}"
+    engine = build_engine(url, state_dir, max_threads=threads)
     engine.register("noop", noop)
     engine.execute(ChangeOptions(Options(**options)))
     return engine
@@ -763,17 +771,20 @@ def cronledger_processes(
     state_base: str | None,
     instrument: str | None = None,
     top: int = 40,
+    synchronous: str | None = None,
 ) -> dict[str, Any]:
     """N `true` commands as submitted tasks with max_workers `workers`; elapsed from
     engine.run() until the N-th RunSucceeded is durable. The ledger is a SQLite file in the
     default temp dir; the run files (state_dir) under `state_base` (tmpfs when available).
     `instrument` as in `measure`; the supervisor's CPU is reported as `supervisor_cpu` (cores,
-    over the same wall time) when /proc shows it."""
+    over the same wall time) when /proc shows it. `synchronous` ("normal") trades the ledger's
+    power-cut durability for no sync per commit (committed facts still survive a crash of the
+    process), as context for what the commit's sync costs."""
     with (
         scratch_dir(None, "cronledger-proc-") as tmp,
         scratch_dir(state_base, "cronledger-proc-state-") as state,
     ):
-        engine = make_engine(tmp, state, 4, {"max_workers": workers})
+        engine = make_engine(tmp, state, 4, {"max_workers": workers}, synchronous)
         began = time.perf_counter()
         for _ in range(n):
             engine.submit(Command(("true",)))

@@ -80,3 +80,4 @@ def test_quick_dispatch_benchmark_prints_every_named_key() -> None:
             assert _positive(result[key]), key
     assert result["steady_not_durable"] == 0
     assert 0 < result["subprocess_ratio"] < 2
+    assert _positive(result["subprocess_sync_normal_jobs_per_s"])
