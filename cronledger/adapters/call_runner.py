@@ -58,8 +58,8 @@ class CallRunner:
         self._running: set[str] = set()  # queued or running, not yet reported
         self._cancelled: set[str] = set()  # reported as ended: skip it, or ignore its result
         self._executing: set[str] = set()  # taken by a worker thread (added without the lock)
-        self._abandoned_runs: set[str] = set()  # cancelled while a thread ran them
-        self._abandoned = 0  # threads busy with a call reported as ended (not counted as workers)
+        self._abandoned: set[str] = set()  # cancelled while a thread ran them: those threads
+        # are busy with a call already reported as ended and do not count as workers
         self._queue: SimpleQueue[tuple[str, TaskFunction] | None] = SimpleQueue()
         self._max_threads = max_threads
         self._threads: list[threading.Thread] = []
@@ -124,7 +124,7 @@ class CallRunner:
         """Enough workers (not counting abandoned threads) for the calls queued or running, at
         most max_threads. Under the lock."""
         wanted = min(len(self._running), self._max_threads)
-        while len(self._threads) - self._abandoned < wanted and not self._closed:
+        while len(self._threads) - len(self._abandoned) < wanted and not self._closed:
             thread = threading.Thread(
                 target=self._work, name=f"cronledger-call-{next(_names)}", daemon=True
             )
@@ -143,9 +143,8 @@ class CallRunner:
                 with self._lock:
                     self._executing.discard(run_id)
                     self._cancelled.discard(run_id)
-                    if run_id in self._abandoned_runs:  # counted as abandoned: it was not
-                        self._abandoned_runs.discard(run_id)
-                        self._abandoned -= 1
+                    if run_id in self._abandoned:  # counted as abandoned: it was not
+                        self._abandoned.discard(run_id)
                         if self._surplus():  # a replacement was started meanwhile
                             return
                 continue
@@ -168,9 +167,8 @@ class CallRunner:
                 self._executing.discard(run_id)
                 if run_id in self._cancelled:  # abandoned after a cancel: already reported
                     self._cancelled.discard(run_id)
-                    if run_id in self._abandoned_runs:  # (not so when close() cancelled it)
-                        self._abandoned_runs.discard(run_id)
-                        self._abandoned -= 1
+                    if run_id in self._abandoned:  # (not so when close() cancelled it)
+                        self._abandoned.discard(run_id)
                         if self._surplus():  # replaced meanwhile: end
                             return
                     continue  # the pool is short of a worker: rejoin it
@@ -186,7 +184,7 @@ class CallRunner:
 
     def _surplus(self) -> bool:
         """Under the lock: end the calling worker if the pool has more than it needs."""
-        if len(self._threads) - self._abandoned > self._max_threads or self._closed:
+        if len(self._threads) - len(self._abandoned) > self._max_threads or self._closed:
             self._threads.remove(threading.current_thread())
             return True
         return False
@@ -198,8 +196,7 @@ class CallRunner:
         self._running.discard(command.run_id)
         self._cancelled.add(command.run_id)
         if command.run_id in self._executing:  # its thread is abandoned: replaced if needed
-            self._abandoned_runs.add(command.run_id)
-            self._abandoned += 1
+            self._abandoned.add(command.run_id)
         self._exits.append(
             RunExit(
                 run_id=command.run_id,
@@ -244,7 +241,7 @@ class CallRunner:
     def threads(self) -> tuple[int, int]:
         """(worker threads, abandoned threads still stuck in a call)."""
         with self._lock:
-            return len(self._threads) - self._abandoned, self._abandoned
+            return len(self._threads) - len(self._abandoned), len(self._abandoned)
 
     def close(self) -> None:
         """Stop the workers once they finish their current call (queued calls are dropped)."""

@@ -13,11 +13,16 @@ from cronledger.domain.state import Entry, Snapshot
 from cronledger.domain.values import Command
 
 
+def waited_until(now: int) -> tuple[int, int, str]:
+    """The greatest delayed-index key whose wait is over at `now` (keys <= it are ready)."""
+    return (now, 1 << 62, "\U0010ffff")
+
+
 def _ready_keys(snapshot: Snapshot, now: int) -> Iterator[tuple[int, int, str]]:
     """Ready keys in dispatch order: the ready index merged with retries whose wait is over."""
     retries = sorted(
         snapshot.entries[entry_id].ready_key
-        for _, _, entry_id in snapshot.delayed.iter_upto((now, 1 << 62, "\U0010ffff"))
+        for _, _, entry_id in snapshot.delayed.iter_upto(waited_until(now))
     )
     if not retries:
         return iter(snapshot.ready)

@@ -17,7 +17,7 @@ import attrs
 from cronledger.domain import events as ev
 from cronledger.domain.capacity import ready_dispatch_limit
 from cronledger.domain.commands import RunnerCommand
-from cronledger.domain.dispatch import dispatch, plan_ready_dispatch
+from cronledger.domain.dispatch import dispatch, plan_ready_dispatch, waited_until
 from cronledger.domain.due import evaluate_request, evaluate_schedule, iter_due
 from cronledger.domain.evolve import evolve
 from cronledger.domain.reconcile import expire_timeouts, reconcile_exits
@@ -166,7 +166,7 @@ def next_wake(snapshot: Snapshot, now: int | None = None) -> int | None:
     if now is None:
         first_retry = snapshot.delayed.first()
     else:
-        first_retry = snapshot.delayed.first_above((now, 1 << 62, "\U0010ffff"))
+        first_retry = snapshot.delayed.first_above(waited_until(now))
     if first_retry is not None:
         candidates.append(first_retry[0])
     candidates.extend(
