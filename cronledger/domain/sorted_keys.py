@@ -10,7 +10,7 @@ work, not the number of keys.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Any)
@@ -203,16 +203,24 @@ class SortedKeys(Generic[K]):
     def __iter__(self) -> Iterator[K]:
         return _iter(self._root, self._height)
 
-    def __contains__(self, key: object) -> bool:
+    def _leaf(self, key: object, find: Callable[[Any, Any], int]) -> Node | None:
+        """The leaf where `find` (bisect_left or bisect_right) places `key` among the inner
+        nodes' maxes, or None when it falls past the last key."""
         node, height = self._root, self._height
         while height:
             maxes, children = node
-            i = bisect_left(maxes, key)
+            i = find(maxes, key)
             if i == len(maxes):
-                return False
+                return None
             node, height = children[i], height - 1
-        j = bisect_left(node, key)
-        return j < len(node) and node[j] == key
+        return node
+
+    def __contains__(self, key: object) -> bool:
+        leaf = self._leaf(key, bisect_left)
+        if leaf is None:
+            return False
+        j = bisect_left(leaf, key)
+        return j < len(leaf) and leaf[j] == key
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SortedKeys):
@@ -237,15 +245,11 @@ class SortedKeys(Generic[K]):
 
     def first_above(self, bound: K) -> K | None:
         """The smallest key > bound, or None."""
-        node, height = self._root, self._height
-        while height:
-            maxes, children = node
-            i = bisect_right(maxes, bound)
-            if i == len(maxes):
-                return None
-            node, height = children[i], height - 1
-        j = bisect_right(node, bound)
-        above: K | None = node[j] if j < len(node) else None
+        leaf = self._leaf(bound, bisect_right)
+        if leaf is None:
+            return None
+        j = bisect_right(leaf, bound)
+        above: K | None = leaf[j] if j < len(leaf) else None
         return above
 
     def iter_upto(self, bound: K) -> Iterator[K]:
