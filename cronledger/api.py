@@ -481,7 +481,8 @@ class Scheduler:
         )
 
     def output(self, run_id: str) -> RunOutput:
-        """A run's captured output: the recorded stderr tail, plus its files while they exist."""
+        """A run's captured output: the tails its outcome fact recorded, plus its files while
+        they exist."""
         from cronledger.adapters.audit import run_output
 
         return run_output(self.engine.ledger, run_id, self.state_dir)

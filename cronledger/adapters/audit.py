@@ -224,11 +224,16 @@ def explain_subject(ledger: Ledger, subject: str, at: int | None = None) -> Expl
 
 @attrs.frozen(kw_only=True)
 class RunOutput:
-    """What is known of a run's output: the stderr tail its outcome fact recorded, and, while
-    the process runner's files for it still exist under the state dir, their tails."""
+    """What is known of a run's output: the tails its outcome fact recorded (`recorded_*`;
+    stdout None where none was captured: a call, or a run recorded before stdout was kept),
+    and, while the process runner's files for it still exist under the state dir, their
+    tails."""
 
     run: RunRecord
     recorded_stderr: str
+    recorded_stdout: str | None = None
+    recorded_stdout_dropped: int | None = None
+    recorded_stderr_dropped: int | None = None
     stdout: str | None = None
     stdout_dropped: int = 0
     stderr: str | None = None
@@ -252,7 +257,13 @@ def run_output(
         raise InvalidInput(
             "run_id", f"no run {run_id!r} in the ledger", "see `cronledger history` for run ids"
         )
-    result = RunOutput(run=record, recorded_stderr=record.stderr_tail)
+    result = RunOutput(
+        run=record,
+        recorded_stderr=record.stderr_tail,
+        recorded_stdout=record.stdout_tail,
+        recorded_stdout_dropped=record.stdout_dropped,
+        recorded_stderr_dropped=record.stderr_dropped,
+    )
     if state_dir is None or record.call is not None:
         return result
     # The process runner's layout: state_dir/runs/<name>.{st,out,err} (see process_runner.py).
@@ -431,6 +442,9 @@ def run_json(record: RunRecord) -> Json:
         "cancel_reason": record.cancel_reason,
         "error": record.error,
         "stderr_tail": record.stderr_tail,
+        "stderr_dropped": record.stderr_dropped,
+        "stdout_tail": record.stdout_tail,
+        "stdout_dropped": record.stdout_dropped,
     }
 
 
@@ -493,7 +507,10 @@ def verify_json(report: VerifyReport) -> Json:
 def output_json(output: RunOutput) -> Json:
     return {
         "run": run_json(output.run),
+        "recorded_stdout": output.recorded_stdout,
+        "recorded_stdout_dropped": output.recorded_stdout_dropped,
         "recorded_stderr": output.recorded_stderr,
+        "recorded_stderr_dropped": output.recorded_stderr_dropped,
         "files": output.files,
         "stdout": output.stdout,
         "stdout_dropped": output.stdout_dropped,

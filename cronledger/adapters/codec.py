@@ -4,7 +4,9 @@ Payload = a JSON object of the event's fields. Nested attrs values become object
 as a union of attrs classes (`Cron | Every | At`, `Command | Call`) carries the class name under
 `"_t"`. `"class_version"` is stored only when it is above 1; older payloads are upcast when
 read, by the class's `upcast_vN_vN+1(state)` static methods, which see the plain JSON state
-(lists, dicts, tags) and may change it in place or return a new dict.
+(lists, dicts, tags) and may change it in place or return a new dict. A field added with a
+default needs no new version: a payload written before it existed reads as that default (in
+events and in nested values alike); any other missing or unexpected field is an error.
 
 Events are rebuilt without `__init__` (no validators on load); nested value objects are built by
 calling their class. A payload that cannot be decoded raises `LedgerCorrupted` naming the ledger
@@ -136,6 +138,7 @@ def _attrs_plan(cls: type, tag: str | None) -> Plan:
     specs = [(f.name, f.alias or f.name, *_plan(hints[f.name])) for f in fields]
     keys = frozenset(f.name for f in fields) | ({TAG} if tag else set())
     label = cls.__name__
+    defaults = _encoded_defaults(fields, {name: e for name, _, e, _ in specs})
 
     def enc(v: Any) -> Any:
         out: dict[str, Any] = {TAG: tag} if tag else {}
@@ -144,13 +147,17 @@ def _attrs_plan(cls: type, tag: str | None) -> Plan:
             out[name] = x if e is None else e(x)
         return out
 
-    def bad_shape(d: Any) -> Exception:
+    def fill(d: Any) -> dict[str, Any]:
+        """`d` with the defaults of fields it predates, or the error of its shape."""
         if type(d) is not dict:
-            return TypeError(f"{label}: expected an object, got a JSON {_json_kind(d)}")
-        return ValueError(f"{label}: {_key_problem(d.keys(), keys)}")
+            raise TypeError(f"{label}: expected an object, got a JSON {_json_kind(d)}")
+        state: dict[str, Any] = d
+        if not _fill_defaults(state, keys, defaults):
+            raise ValueError(f"{label}: {_key_problem(state.keys(), keys, defaults)}")
+        return state
 
     # Generated like attrs' own __init__: one call with keyword arguments, no loop per field.
-    scope: dict[str, Any] = {"cls": cls, "keys": keys, "bad_shape": bad_shape, "dict": dict}
+    scope: dict[str, Any] = {"cls": cls, "keys": keys, "fill": fill, "dict": dict}
     args = []
     for i, (name, alias, _, dc) in enumerate(specs):
         if not alias.isidentifier():
@@ -180,7 +187,7 @@ def _attrs_plan(cls: type, tag: str | None) -> Plan:
         source = (
             "def dec(d):\n"
             "    if type(d) is not dict or d.keys() != keys:\n"
-            "        raise bad_shape(d)\n" + body + "    o = new(cls)\n"
+            "        d = fill(d)\n" + body + "    o = new(cls)\n"
             "    set(o, '__dict__', d)\n"
             "    return o\n"
         )
@@ -188,7 +195,7 @@ def _attrs_plan(cls: type, tag: str | None) -> Plan:
         source = (
             "def dec(d):\n"
             "    if type(d) is not dict or d.keys() != keys:\n"
-            "        raise bad_shape(d)\n"
+            "        d = fill(d)\n"
             f"    return cls({', '.join(args)})\n"
         )
     exec(compile(source, f"<cronledger codec for {label}>", "exec"), scope)
@@ -234,13 +241,43 @@ def _tagged_plan(classes: list[type]) -> Plan:
     return encode, decode
 
 
-def _key_problem(got: Iterable[str], want: frozenset[str]) -> str:
+def _encoded_defaults(
+    fields: Iterable[attrs.Attribute[Any]], encoders: dict[str, Convert | None]
+) -> dict[str, Any]:
+    """Each field's plain default as JSON bytes (a payload that predates the field reads as
+    it); fields without one, or with a factory, are required."""
+    out: dict[str, bytes] = {}
+    for f in fields:
+        if f.default is attrs.NOTHING or isinstance(f.default, attrs.Factory):  # type: ignore[arg-type]
+            continue
+        encode = encoders.get(f.name)
+        value = f.default if encode is None or f.default is None else encode(f.default)
+        out[f.name] = _dumps(value)
+    return out
+
+
+def _fill_defaults(state: dict[str, Any], want: frozenset[str], defaults: dict[str, bytes]) -> bool:
+    """Add the defaults of the fields `state` lacks, each a fresh JSON value (as if stored:
+    a tuple reads as an array, and no two payloads share one); False if it lacks a field
+    without one or has one `want` does not name (the caller reports the shape)."""
+    have = state.keys()
+    if not have <= want:
+        return False
+    missing = want - have
+    if not missing <= defaults.keys():
+        return False
+    for name in sorted(missing):
+        state[name] = _loads(defaults[name])
+    return True
+
+
+def _key_problem(got: Iterable[str], want: frozenset[str], optional: Iterable[str] = ()) -> str:
     have = set(got)
     parts = []
-    if missing := sorted(want - have):
+    if missing := sorted(want - have - set(optional)):
         parts.append(f"missing fields {missing}")
     if extra := sorted(have - want):
-        parts.append(f"unexpected fields {extra}")
+        parts.append(f"unexpected fields {extra} (written by a newer cronledger? upgrade)")
     return ", ".join(parts)
 
 
@@ -258,7 +295,9 @@ def _skipped(_value: Any) -> Any:
 class _EventPlan:
     """Everything needed to encode and decode one event class, built once."""
 
-    __slots__ = ("cls", "decode", "encoders", "lean_decode", "names", "size", "topic", "version")
+    __slots__ = (
+        "cls", "decode", "defaults", "encoders", "lean_decode", "names", "size", "topic", "version",
+    )  # fmt: skip
 
     def __init__(self, cls: type[Event]) -> None:
         if not attrs.has(typing.cast(Any, cls)) or not hasattr(_new(cls), "__dict__"):
@@ -276,6 +315,7 @@ class _EventPlan:
             raise TypeError(f"{cls.__name__}: a field cannot be named {VERSION_KEY!r}")
         plans = [(f.name, *_plan(hints[f.name])) for f in fields]
         self.encoders = tuple((n, e) for n, e, _ in plans if e is not None)
+        self.defaults = _encoded_defaults(fields, {n: e for n, e, _ in plans})
         upcasters = []
         for v in range(1, self.version):
             name = f"upcast_v{v}_v{v + 1}"
@@ -284,7 +324,7 @@ class _EventPlan:
                 raise TypeError(f"{cls.__name__} has class_version {self.version} but no {name}")
             upcasters.append(up)
         decoders = tuple((n, d) for n, _, d in plans if d is not None)
-        self.decode = _event_decoder(cls, self.names, decoders, upcasters)
+        self.decode = _event_decoder(cls, self.names, decoders, upcasters, self.defaults)
         skipped = REPLAY_SKIPS.get(self.topic, ())
         self.lean_decode = (
             _event_decoder(
@@ -292,6 +332,7 @@ class _EventPlan:
                 self.names,
                 tuple((n, _skipped if n in skipped else d) for n, d in decoders),
                 upcasters,
+                self.defaults,
             )
             if skipped
             else self.decode
@@ -315,6 +356,7 @@ def _event_decoder(
     names: frozenset[str],
     decoders: tuple[tuple[str, Convert], ...],
     upcasters: list[Callable[[dict[str, Any]], dict[str, Any] | None]],
+    defaults: dict[str, bytes],
 ) -> Decoder:
     """The hot path: one orjson.loads, a key check, converters only for non-scalar fields."""
     topic = cls.__name__
@@ -344,8 +386,9 @@ def _event_decoder(
                 ) from e
             if result is not None:
                 state = result
-        if state.keys() != names:
-            raise LedgerCorrupted(position, f"{topic}: {_key_problem(state.keys(), names)}")
+        if state.keys() != names and not _fill_defaults(state, names, defaults):
+            problem = _key_problem(state.keys(), names, defaults)
+            raise LedgerCorrupted(position, f"{topic}: {problem}")
         return state
 
     def decode(payload: bytes, position: int) -> Event:

@@ -19,6 +19,7 @@ class Script:
     duration_ms: int = 1000
     exit_code: int | None = 0
     stderr: str = ""
+    stdout: str | None = None  # None: no output captured (as for a call)
 
 
 Scripter = Callable[[StartRun], Script]
@@ -114,6 +115,7 @@ class FakeRunner:
                     finished_at=t,
                     exit_code=r.script.exit_code,
                     stderr_tail=r.script.stderr,
+                    stdout_tail=r.script.stdout,
                 )
             exits.append(exit)
         return exits

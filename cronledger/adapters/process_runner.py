@@ -112,6 +112,7 @@ import orjson
 from cronledger.adapters import supervisor as sup
 from cronledger.adapters.runner import Started
 from cronledger.domain.commands import CancelRun, RunnerCommand, StartRun
+from cronledger.domain.reconcile import OUTPUT_TAIL_MAX
 from cronledger.domain.state import ActiveRun
 from cronledger.domain.values import Command, ExitKind, RunExit
 from cronledger.errors import InvalidInput
@@ -251,11 +252,17 @@ def read_tail(path: str, limit: int) -> tuple[str, int]:
     return data[cut:].decode("utf-8", "replace"), start + cut
 
 
-def _code_exit(run_id: str, code: int, at: int) -> RunExit:
+def _code_exit(run_id: str, code: int, at: int, stdout_tail: str | None = None) -> RunExit:
     """An exact status (waitstatus_to_exitcode: negative = killed by that signal)."""
     if code < 0:
-        return RunExit(run_id=run_id, kind=ExitKind.SIGNALED, finished_at=at, signal=-code)
-    return RunExit(run_id=run_id, kind=ExitKind.EXITED, finished_at=at, exit_code=code)
+        return RunExit(
+            run_id=run_id, kind=ExitKind.SIGNALED, finished_at=at, signal=-code,
+            stdout_tail=stdout_tail,
+        )  # fmt: skip
+    return RunExit(
+        run_id=run_id, kind=ExitKind.EXITED, finished_at=at, exit_code=code,
+        stdout_tail=stdout_tail,
+    )  # fmt: skip
 
 
 def _status_exit(run_id: str, status: tuple[str, int, bool], at: int) -> RunExit:
@@ -437,6 +444,7 @@ class ProcessRunner:
         self._dir = str(self.runs_dir.resolve())
         self._dir_fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._tail_bytes = tail_bytes
+        self._exit_tail_bytes = min(tail_bytes, OUTPUT_TAIL_MAX)  # what the ledger keeps
         self._grace = kill_grace_s
         self._clock = clock or _default_clock
         self._wake = wake
@@ -697,7 +705,10 @@ class ProcessRunner:
         cwd = os.getcwd()
         sock.settimeout(START_TIMEOUT_S)
         try:
-            hello = {"op": "hello", "env": env, "cwd": cwd, "keep": self._tail_bytes}
+            hello = {
+                "op": "hello", "env": env, "cwd": cwd, "keep": self._tail_bytes,
+                "v": sup.PROTOCOL,
+            }  # fmt: skip
             sock.sendall(_line(hello))
             data = b""
             while b"\n" not in data:
@@ -974,7 +985,7 @@ class ProcessRunner:
                     self._tombstoned(run_id)
             finally:
                 os.close(fd)
-            self._queue([self._with_tail(self._dead_exit(run_id, now, None, state, mtime), base)])
+            self._queue([self._with_output(self._dead_exit(run_id, now, None, state, mtime), base)])
             return False, state
         raise AssertionError(f"{base + _ST} keeps appearing and disappearing")
 
@@ -1234,20 +1245,22 @@ class ProcessRunner:
     def _supervised_exits(self, results: Iterable[list[Any]]) -> None:
         now = self._clock()
         exits: list[RunExit] = []
-        for run_id, code, escalated, err_size in results:
+        for item in results:
+            run_id, code, escalated, err_size = item[:4]
+            out_size = item[4] if len(item) > 4 else -1  # an older supervisor: read the file
             with self._lock:
                 run = self._runs.pop(run_id, None)
                 if run is None:
                     continue
                 run.done = True
                 self._exited.add(run_id)  # with the pop: a repeated StartRun sees it done
+            if not (out_size or err_size or escalated):  # e.g. `true`: nothing to read
+                exits.append(_code_exit(run_id, code, now, stdout_tail=""))
+                continue
             exit = _code_exit(run_id, code, now)
             if escalated:
                 exit = attrs.evolve(exit, error=self._escalated())
-            if err_size != 0:
-                tail, dropped = read_tail(run.base + _ERR, self._tail_bytes)
-                exit = attrs.evolve(exit, stderr_tail=tail, stderr_dropped=dropped)
-            exits.append(exit)
+            exits.append(self._with_output(exit, run.base, out_size, err_size))
         self._queue(exits)
 
     def _supervisor_gone(self, sock: socket.socket) -> None:
@@ -1297,7 +1310,7 @@ class ProcessRunner:
                 run.done = True
             read = _read_state(run.base + _ST)
             state, mtime = read if read is not None else (_State(), now)
-            exit = self._with_tail(self._dead_exit(run.run_id, now, run, state, mtime), run.base)
+            exit = self._with_output(self._dead_exit(run.run_id, now, run, state, mtime), run.base)
         except Exception as exc:
             state = _State()  # the watcher thread must survive whatever it reads
             error = f"its exit could not be read: {exc!r}"
@@ -1320,12 +1333,23 @@ class ProcessRunner:
             state = _State(pid=run.pid, fallback=run.fallback)
         self._settle(run_id, state.pid, state.fallback)
 
-    def _with_tail(self, exit: RunExit, base: str) -> RunExit:
-        """The exit with the tail of the run's stderr, for runs that ran."""
+    def _with_output(
+        self, exit: RunExit, base: str, out_size: int = -1, err_size: int = -1
+    ) -> RunExit:
+        """The exit of a run that ran, with the tails of its stdout and stderr as its outcome
+        fact keeps them (a size of 0, as the supervisor reports it, is not read)."""
         if exit.kind not in (ExitKind.EXITED, ExitKind.SIGNALED):
             return exit
-        tail, dropped = read_tail(base + _ERR, self._tail_bytes)
-        return attrs.evolve(exit, stderr_tail=tail, stderr_dropped=dropped)
+        limit = self._exit_tail_bytes
+        out, out_dropped = read_tail(base + _OUT, limit) if out_size else ("", 0)
+        err, err_dropped = read_tail(base + _ERR, limit) if err_size else ("", 0)
+        return attrs.evolve(
+            exit,
+            stdout_tail=out,
+            stdout_dropped=out_dropped,
+            stderr_tail=err,
+            stderr_dropped=err_dropped,
+        )
 
     def _queue(self, exits: Sequence[RunExit]) -> None:
         if not exits:

@@ -53,7 +53,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-PROTOCOL = 1
+PROTOCOL = 2  # 2: exits carry the stdout size too, for runners that say v >= 2
 LOCK_NAME = ".supervisor.lock"
 SOCKET_NAME = ".supervisor.sock"
 LOG_NAME = ".supervisor.log"
@@ -124,7 +124,9 @@ class _Job:
 class _Conn:
     """A connected runner."""
 
-    __slots__ = ("buf", "closed", "cwd", "env", "exits", "keep", "out", "sock", "writing")
+    __slots__ = (
+        "buf", "closed", "cwd", "env", "exits", "keep", "out", "sizes", "sock", "writing",
+    )  # fmt: skip
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -135,6 +137,7 @@ class _Conn:
         self.env: dict[str, str] = {}
         self.cwd = "/"
         self.keep = DEFAULT_KEEP
+        self.sizes = 4  # items per exit: 5 (with the stdout size) for runners of protocol 2
         self.exits: list[list[Any]] = []
 
 
@@ -313,14 +316,16 @@ class Supervisor:
     # --- requests ----------------------------------------------------------------------------
 
     def _handle(self, conn: _Conn, message: Json) -> None:
-        """`hello` {env, cwd, keep} -> {pid, v} (keep: the output tail to keep when trimming).
+        """`hello` {env, cwd, keep, [v]} -> {pid, v} (keep: the output tail to keep when
+        trimming; v: the runner's protocol).
         `spawn` {runs, [env], [cwd]} -> `spawned` {runs}:
         each run [run_id, stem, argv, exe, fallback, env overrides, cwd] answered
         [run_id, "ok", pid, fallback] / [run_id, "failed", error] / [run_id, "exists"].
         `watch` {req, ids} -> `watching` {req, runs: [run_id, pid or None, fallback]}.
         `kill` {id, grace}: no answer, the exit follows. The exits of the jobs a connection
         spawned or watches come as `exits` {runs: [run_id, code, escalated, stderr size]},
-        code as os.waitstatus_to_exitcode (negative: killed by that signal)."""
+        code as os.waitstatus_to_exitcode (negative: killed by that signal), plus the stdout
+        size for runners that said v >= 2 (a size of 0 spares the runner reading the file)."""
         op = message.get("op")
         if "env" in message:
             conn.env = message["env"]
@@ -344,6 +349,8 @@ class Supervisor:
                     found.append([run_id, job.pid, job.fallback])
             self._reply(conn, {"op": "watching", "req": message["req"], "runs": found})
         elif op == "hello":
+            if int(message.get("v", 1)) >= 2:
+                conn.sizes = 5
             reply = {"op": "hello", "req": message.get("req"), "pid": os.getpid(), "v": PROTOCOL}
             self._reply(conn, reply)
         else:
@@ -486,13 +493,19 @@ class Supervisor:
                 _log(f"cannot record the exit of {job.run_id}: {exc}")
             finally:
                 os.close(job.fd)  # releases the run's lock: its status is complete
-            try:
-                err_size = os.stat(job.stem + ".err", dir_fd=self.dir_fd).st_size
-            except OSError:
-                err_size = -1
+            item = [job.run_id, code, job.escalated, self._size(job.stem + ".err"), None]
             for conn in job.watchers:
                 if not conn.closed:
-                    conn.exits.append([job.run_id, code, job.escalated, err_size])
+                    if conn.sizes == 5 and item[4] is None:
+                        item[4] = self._size(job.stem + ".out")
+                    conn.exits.append(item[: conn.sizes])
+
+    def _size(self, name: str) -> int:
+        """A run file's size, -1 if it cannot be read."""
+        try:
+            return os.stat(name, dir_fd=self.dir_fd).st_size
+        except OSError:
+            return -1
 
     # --- output bound ------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """Events: the facts in the ledger, past tense; each carries `at`, its decision's clock reading.
 
 Events are `attrs.frozen(slots=False)` because stored events are rebuilt by setting `__dict__`
-(no `__init__`, so no validators on load: validate at the edge). Bump `class_version` and add an
-`upcast_vN_vN+1(state: dict)` static method when a schema changes.
+(no `__init__`, so no validators on load: validate at the edge). A field added later gets a
+default, the value payloads written before it read as; for any other schema change, bump
+`class_version` and add an `upcast_vN_vN+1(state: dict)` static method.
 """
 
 from __future__ import annotations
@@ -214,16 +215,24 @@ class RunCancelled(Event):
 
 @attrs.frozen(kw_only=True, slots=False)
 class RunSucceeded(Event):
+    """The output tails are bounded (`reconcile.OUTPUT_TAIL_MAX`), with the bytes dropped
+    before them; `stdout_tail` None: no output was captured (a call, or an older ledger, whose
+    counts are None too)."""
+
     run_id: str
     entry_id: str
     exit_code: int
     duration_ms: int
     stderr_tail: str
+    stdout_tail: str | None = None
+    stdout_dropped: int | None = None
+    stderr_dropped: int | None = None
 
 
 @attrs.frozen(kw_only=True, slots=False)
 class RunFailed(Event):
-    """`final` is True when no retry follows: the task is blocked (or cancelled)."""
+    """`final` is True when no retry follows: the task is blocked (or cancelled). Output as
+    for RunSucceeded."""
 
     run_id: str
     entry_id: str
@@ -234,6 +243,9 @@ class RunFailed(Event):
     stderr_tail: str
     error: str
     final: bool
+    stdout_tail: str | None = None
+    stdout_dropped: int | None = None
+    stderr_dropped: int | None = None
 
 
 @attrs.frozen(kw_only=True, slots=False)

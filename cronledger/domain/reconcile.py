@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from cronledger.domain import events as ev
 from cronledger.domain.commands import CancelRun
@@ -10,7 +11,40 @@ from cronledger.domain.concurrency import AWAITING_PREVIOUS_RUN
 from cronledger.domain.state import ActiveRun, Entry, EntryStatus, Snapshot
 from cronledger.domain.values import ExitKind, Retry, RunExit
 
-STDERR_TAIL_MAX = 4096
+OUTPUT_TAIL_MAX = 4096  # bytes (UTF-8) of each stream's tail an outcome fact keeps
+
+
+class RecordedOutput(NamedTuple):
+    """What an outcome fact keeps of a run's output: bounded tails and the bytes before them
+    (None where the runner captured no output: a call, or an exit from an older ledger)."""
+
+    stdout_tail: str | None
+    stdout_dropped: int | None
+    stderr_tail: str
+    stderr_dropped: int | None
+
+
+def _bounded(text: str, dropped: int) -> tuple[str, int]:
+    """The longest end of `text` within OUTPUT_TAIL_MAX bytes (whole characters), and the
+    bytes dropped before it."""
+    if len(text) <= OUTPUT_TAIL_MAX // 4:  # short enough in any encoding
+        return text, dropped
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= OUTPUT_TAIL_MAX:
+        return text, dropped
+    cut = len(data) - OUTPUT_TAIL_MAX
+    while 0x80 <= data[cut] < 0xC0:  # not in the middle of a character
+        cut += 1
+    return data[cut:].decode("utf-8", "surrogatepass"), dropped + cut
+
+
+def recorded_output(exit: RunExit) -> RecordedOutput:
+    """The output an exit's outcome fact records."""
+    if exit.stdout_tail is None:
+        return RecordedOutput(None, None, exit.stderr_tail[-OUTPUT_TAIL_MAX:], None)
+    out, out_dropped = _bounded(exit.stdout_tail, exit.stdout_dropped)
+    err, err_dropped = _bounded(exit.stderr_tail, exit.stderr_dropped)
+    return RecordedOutput(out, out_dropped, err, err_dropped)
 
 
 def failure_reason(run: ActiveRun, exit: RunExit) -> str:
@@ -48,7 +82,7 @@ def reconcile_exit(snapshot: Snapshot, exit: RunExit, now: int) -> list[ev.Event
     entry = snapshot.entries.get(run.entry_id)
     started = run.started_at if run.started_at is not None else run.assigned_at
     duration = max(0, exit.finished_at - started)
-    tail = exit.stderr_tail[-STDERR_TAIL_MAX:]
+    output = recorded_output(exit)
     if exit.succeeded:
         out: list[ev.Event] = [
             ev.RunSucceeded(
@@ -57,7 +91,10 @@ def reconcile_exit(snapshot: Snapshot, exit: RunExit, now: int) -> list[ev.Event
                 entry_id=run.entry_id,
                 exit_code=0,
                 duration_ms=duration,
-                stderr_tail=tail,
+                stderr_tail=output.stderr_tail,
+                stdout_tail=output.stdout_tail,
+                stdout_dropped=output.stdout_dropped,
+                stderr_dropped=output.stderr_dropped,
             )
         ]
         return out + (_release_waiting(snapshot, entry, now) if entry else [])
@@ -82,9 +119,12 @@ def reconcile_exit(snapshot: Snapshot, exit: RunExit, now: int) -> list[ev.Event
                 exit_code=exit.exit_code,
                 signal=exit.signal,
                 duration_ms=duration,
-                stderr_tail=tail,
+                stderr_tail=output.stderr_tail,
                 error=exit.error,
                 final=final,
+                stdout_tail=output.stdout_tail,
+                stdout_dropped=output.stdout_dropped,
+                stderr_dropped=output.stderr_dropped,
             )
         )
     if entry is None:

@@ -114,7 +114,12 @@ class ExitKind(StrEnum):
 
 @attrs.frozen(kw_only=True, slots=False)
 class RunExit:
-    """An observation: a runner saw run `run_id` end. The tick turns it into facts."""
+    """An observation: a runner saw run `run_id` end. The tick turns it into facts.
+
+    The tails are the ends of the run's output (`*_dropped`: the bytes before them).
+    `stdout_tail` is None where the runner captured no output (in-process calls, whose
+    `stderr_tail` is the traceback; exits recorded before stdout was kept).
+    """
 
     run_id: str
     kind: ExitKind
@@ -124,6 +129,8 @@ class RunExit:
     stderr_tail: str = ""
     stderr_dropped: int = 0
     error: str = ""
+    stdout_tail: str | None = None
+    stdout_dropped: int = 0
 
     @property
     def succeeded(self) -> bool:

@@ -34,6 +34,9 @@ class RunRecord:
     stderr_tail: str = ""
     error: str = ""
     cancel_reason: str | None = None
+    stdout_tail: str | None = None  # None: no output captured (a call; an older ledger)
+    stdout_dropped: int | None = None
+    stderr_dropped: int | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -96,6 +99,9 @@ def apply(h: History, e: ev.Event) -> History:
             exit_code=e.exit_code,
             duration_ms=e.duration_ms,
             stderr_tail=e.stderr_tail,
+            stdout_tail=e.stdout_tail,
+            stdout_dropped=e.stdout_dropped,
+            stderr_dropped=e.stderr_dropped,
         )
     if isinstance(e, ev.RunFailed):
         return _finish(
@@ -109,6 +115,9 @@ def apply(h: History, e: ev.Event) -> History:
             duration_ms=e.duration_ms,
             stderr_tail=e.stderr_tail,
             error=e.error,
+            stdout_tail=e.stdout_tail,
+            stdout_dropped=e.stdout_dropped,
+            stderr_dropped=e.stderr_dropped,
         )
     if isinstance(e, ev.RunLost):
         return _finish(h, e.run_id, finished_at=e.at, outcome="lost", reason="lost", error=e.detail)

@@ -1182,9 +1182,35 @@ def test_run_once_then_logs_while_the_run_files_exist(cli: Cli) -> None:
     assert done.returncode == 0, shown(done)
     (run,) = cli.json("history", "yearly")["runs"]
     assert (run["outcome"], run["exit_code"], run["stderr_tail"]) == ("succeeded", 0, "to-err\n")
+    assert (run["stdout_tail"], run["stdout_dropped"], run["stderr_dropped"]) == ("to-out\n", 0, 0)
     text, verified = concurrently([lambda: cli.ok("logs", run["run_id"]), lambda: cli.ok("verify")])
-    assert "to-err" in text
+    # the files are gone once the outcome is durable: both tails come from the ledger
+    recorded = "(recorded in the ledger)"
+    assert f"--- stdout {recorded}\nto-out" in text and f"--- stderr {recorded}\nto-err" in text
     assert verified.startswith("verify OK")
+    out = cli.json("logs", run["run_id"])
+    assert out["files"] is False and out["stdout"] is None
+    assert (out["recorded_stdout"], out["recorded_stderr"]) == ("to-out\n", "to-err\n")
+    assert out["recorded_stdout_dropped"] == out["recorded_stderr_dropped"] == 0
+
+
+def test_logs_of_a_finished_chatty_run_show_the_recorded_tails_and_what_was_dropped(
+    cli: Cli,
+) -> None:
+    argv = ("sh", "-c", "seq 1 3000; seq 1 2000 >&2; exit 4")  # 13,893 and 8,893 bytes
+    cli.ok("add", "chatty", "--cron", "0 0 1 1 *", "--", *argv)
+    cli.ok("trigger", "chatty")
+    done = cli("run", "--once", "-q")
+    assert done.returncode == 0, shown(done)
+    (run,) = cli.json("history", "chatty")["runs"]
+    assert (run["outcome"], run["exit_code"]) == ("failed", 4)
+    assert run["stdout_tail"].endswith("\n2999\n3000\n") and len(run["stdout_tail"]) == 4096
+    assert run["stdout_dropped"] == 13_893 - 4096
+    assert run["stderr_tail"].endswith("\n2000\n") and run["stderr_dropped"] == 8_893 - 4096
+    text = cli.ok("logs", run["run_id"])
+    assert "--- stdout (recorded in the ledger; 9,797 earlier bytes dropped)\n" in text
+    assert "--- stderr (recorded in the ledger; 4,797 earlier bytes dropped)\n" in text
+    assert text.rstrip().endswith("1999\n2000")
 
 
 def test_run_once_waits_for_the_runs_it_started_and_records_them(cli: Cli) -> None:

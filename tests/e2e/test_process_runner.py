@@ -22,6 +22,7 @@ from cronledger.adapters.process_runner import NEVER_STARTED, ProcessRunner, run
 from cronledger.adapters.runner import Started
 from cronledger.domain import events as ev
 from cronledger.domain.commands import StartRun, SubmitTask
+from cronledger.domain.reconcile import OUTPUT_TAIL_MAX
 from cronledger.domain.values import Call, Command, ExitKind
 from cronledger.errors import InvalidInput
 from tests.e2e.conftest import (
@@ -78,6 +79,7 @@ def test_a_successful_command_reports_exit_zero_with_its_stdout_and_stderr_tails
     )
     assert exit.succeeded
     assert (exit.stderr_tail, exit.stderr_dropped, exit.error) == ("to-err\n", 0, "")
+    assert (exit.stdout_tail, exit.stdout_dropped) == ("to-out\n", 0)
     output = harness.runner.output("ok#1")
     assert output is not None and output.stdout == "to-out\n" and output.stderr == "to-err\n"
 
@@ -266,16 +268,58 @@ def test_a_call_target_is_refused_as_a_spawn_failure(harness: Harness) -> None:
 # --- output, env, cwd, argv ----------------------------------------------------------------
 
 
-def test_a_10_mb_stderr_is_bounded_to_its_tail_with_the_dropped_count(harness: Harness) -> None:
-    script = "head -c 10000000 /dev/zero | tr '\\0' x >&2; echo END >&2"
+def test_a_10_mb_stderr_and_stdout_are_bounded_to_their_tails_with_the_dropped_counts(
+    harness: Harness,
+) -> None:
+    loud = "head -c 10000000 /dev/zero | tr '\\0' x"
+    script = f"{loud} >&2; echo END >&2; {loud}; echo OUT"
     harness.start(start_run("loud#1", sh(script)))
 
     exit = harness.exit()
 
+    # the exit carries what the outcome fact keeps; the live view (files) a longer tail
     total = 10_000_000 + len("END\n")
-    assert len(exit.stderr_tail) == 64 * 1024
+    assert len(exit.stderr_tail) == OUTPUT_TAIL_MAX
     assert exit.stderr_tail.endswith("xxEND\n")
-    assert exit.stderr_dropped == total - 64 * 1024
+    assert exit.stderr_dropped == total - OUTPUT_TAIL_MAX
+    assert exit.stdout_tail is not None and len(exit.stdout_tail) == OUTPUT_TAIL_MAX
+    assert exit.stdout_tail.endswith("xxOUT\n")
+    assert exit.stdout_dropped == total - OUTPUT_TAIL_MAX
+    output = harness.runner.output("loud#1")
+    assert output is not None and len(output.stderr) == len(output.stdout) == 64 * 1024
+    assert output.stdout_dropped == output.stderr_dropped == total - 64 * 1024
+
+
+def test_an_exit_reads_no_output_file_the_supervisor_reported_empty(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[str] = []
+    real = process_runner.read_tail
+
+    def spy(path: str, limit: int) -> tuple[str, int]:
+        read.append(os.path.basename(path))
+        return real(path, limit)
+
+    monkeypatch.setattr(process_runner, "read_tail", spy)
+    harness.start(start_run("quiet#1", ["true"]))
+    exit = harness.exit()
+    assert (exit.stdout_tail, exit.stdout_dropped, exit.stderr_tail) == ("", 0, "")
+    harness.start(start_run("talks#1", sh("echo hi")))
+    exit = harness.exit()
+    assert (exit.stdout_tail, exit.stderr_tail) == ("hi\n", "")
+    assert read == [run_file_name("talks#1") + ".out"]  # not quiet#1's, nor an empty .err
+
+
+def test_with_a_supervisor_that_reports_no_stdout_size_the_file_is_read(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A runner saying protocol 1 gets the exits an older supervisor sends: 4 items, no
+    # stdout size (the supervisor started before an upgrade, say); stdout is read anyway.
+    monkeypatch.setattr(process_runner.sup, "PROTOCOL", 1)
+    h = make_harness()
+    h.start(start_run("older#1", sh("echo from-an-older-supervisor")))
+    exit = h.exit()
+    assert (exit.stdout_tail, exit.stdout_dropped) == ("from-an-older-supervisor\n", 0)
 
 
 def _can_punch_holes(directory: Path) -> bool:
@@ -329,8 +373,10 @@ def test_a_running_jobs_output_files_are_trimmed_to_their_tail_on_disk(
     release.touch()
     exit = harness.exit()
     assert exit.succeeded
-    assert len(exit.stderr_tail) == 64 * 1024 and exit.stderr_tail.endswith("xxERR-END\n")
-    assert exit.stderr_dropped == 20_000_000 + 8 - 64 * 1024
+    assert len(exit.stderr_tail) == OUTPUT_TAIL_MAX and exit.stderr_tail.endswith("xxERR-END\n")
+    assert exit.stderr_dropped == 20_000_000 + 8 - OUTPUT_TAIL_MAX
+    assert exit.stdout_tail is not None and exit.stdout_tail.endswith("xxOUT-END\n")
+    assert exit.stdout_dropped == 20_000_000 + 8 - OUTPUT_TAIL_MAX
 
 
 def test_a_tail_cut_inside_a_utf8_character_starts_at_the_next_whole_character(

@@ -27,7 +27,9 @@ MINUTE = 60_000
 def _script(command: StartRun) -> Script:
     """`flaky` fails with a message on stderr; everything else succeeds after 2 s."""
     if command.schedule_id == "flaky":
-        return Script(duration_ms=1000, exit_code=1, stderr="connection refused\n")
+        return Script(
+            duration_ms=1000, exit_code=1, stderr="connection refused\n", stdout="retrying\n"
+        )
     return Script(duration_ms=2000)
 
 
@@ -165,11 +167,19 @@ def test_verify_ledger_is_ok_and_reports_progress(ledger: Ledger) -> None:
     }
 
 
-def test_run_output_without_a_state_dir_is_the_recorded_stderr(ledger: Ledger) -> None:
+def test_run_output_without_a_state_dir_is_what_the_outcome_recorded(ledger: Ledger) -> None:
     failed = audit.run_history(ledger, schedule_id="flaky")[0]
     output = audit.run_output(ledger, failed.run_id, None)
     assert output.recorded_stderr == "connection refused\n"
+    assert (output.recorded_stdout, output.recorded_stdout_dropped) == ("retrying\n", 0)
+    assert output.recorded_stderr_dropped == 0
     assert (output.files, output.stdout, output.stderr) == (False, None, None)
+    shape = audit.output_json(output)
+    assert (shape["recorded_stdout"], shape["recorded_stderr_dropped"]) == ("retrying\n", 0)
+    assert shape["run"]["stdout_tail"] == "retrying\n"
+    succeeded = audit.run_history(ledger, schedule_id="every5")[0]  # no output captured
+    recorded = audit.run_output(ledger, succeeded.run_id, None)
+    assert (recorded.recorded_stdout, recorded.recorded_stderr_dropped) == (None, None)
 
 
 def test_run_output_reads_the_process_runner_files_while_they_exist(

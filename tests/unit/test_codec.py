@@ -59,6 +59,9 @@ def test_the_topic_is_the_class_name_and_the_payload_a_json_object_of_the_fields
         "exit_code": 1,
         "duration_ms": 2,
         "stderr_tail": "boom",
+        "stdout_tail": None,
+        "stdout_dropped": None,
+        "stderr_dropped": None,
     }
     assert CODEC.topics == {cls.__name__ for cls in ALL_EVENTS}
 
@@ -277,6 +280,63 @@ def test_field_types_the_ledger_cannot_store_are_refused_when_the_codec_is_built
 def test_only_registered_classes_can_be_encoded() -> None:
     with pytest.raises(TypeError, match="not a registered event class"):
         EventCodec(classes=[RunSucceeded]).encode(one_of_each_event()[0])
+
+
+def test_a_payload_written_before_a_field_with_a_default_existed_reads_as_that_default() -> None:
+    # RunSucceeded gained its stdout fields later, with defaults; so did RunExit, nested in
+    # the tick header: neither needed a new class_version
+    old = b'{"at": 5, "run_id": "r", "entry_id": "e", "exit_code": 0, "duration_ms": 2, '
+    old += b'"stderr_tail": "w"}'
+    back = CODEC.decode("RunSucceeded", old, 9)
+    assert back == RunSucceeded(
+        at=5, run_id="r", entry_id="e", exit_code=0, duration_ms=2, stderr_tail="w"
+    )
+    assert (back.stdout_tail, back.stdout_dropped, back.stderr_dropped) == (None, None, None)
+    header = CODEC.decode("TickStarted", TICK % (b"[" + EXIT % b'"exited"' + b"]"), 10)
+    [exit] = header.exits  # type: ignore[attr-defined]
+    assert exit == RunExit(run_id="r", kind=ExitKind.EXITED, finished_at=1, exit_code=0)
+    assert (exit.stdout_tail, exit.stdout_dropped) == (None, 0)
+
+
+@attrs.frozen(kw_only=True, slots=False)
+class Box:
+    size: int = 1
+    label: str = "small"
+
+
+@attrs.frozen(kw_only=True, slots=False)
+class Tagged(Event):
+    """Test-only: v1 was {at, name}; tags, box and kind were added later, with defaults."""
+
+    name: str
+    tags: tuple[str, ...] = ()
+    box: Box = Box()
+    kind: ExitKind = ExitKind.EXITED
+
+
+TAGGED_CODEC = EventCodec(classes=[*ALL_EVENTS, Tagged])
+
+
+def test_defaults_of_any_storable_type_read_as_if_stored_for_every_old_payload() -> None:
+    # a tuple default reads as a tuple, a nested value as its own object, an enum as a member,
+    # however many old payloads are read
+    decoded = [TAGGED_CODEC.decode("Tagged", b'{"at": %d, "name": "x"}' % i, i) for i in (1, 2)]
+    assert decoded == [Tagged(at=1, name="x"), Tagged(at=2, name="x")]
+    assert decoded[0].box is not decoded[1].box
+    nested = b'{"at": 3, "name": "y", "box": {"size": 9}, "tags": ["a"]}'
+    assert TAGGED_CODEC.decode("Tagged", nested, 3) == Tagged(
+        at=3, name="y", box=Box(size=9), tags=("a",)
+    )
+
+
+def test_a_missing_field_without_a_default_is_still_corrupt_even_beside_defaulted_ones() -> None:
+    # exit_code has no default: only fields that have one may be missing
+    payload = b'{"at": 5, "run_id": "r", "entry_id": "e", "duration_ms": 2, "stderr_tail": ""}'
+    with pytest.raises(LedgerCorrupted, match=r"missing fields \['exit_code'\]"):
+        CODEC.decode("RunSucceeded", payload, 3)
+    nested = TICK % b'[{"run_id": "r", "kind": "exited", "stdout_tail": "x"}]'
+    with pytest.raises(LedgerCorrupted, match=r"RunExit: missing fields \['finished_at'\]"):
+        CODEC.decode("TickStarted", nested, 4)
 
 
 # --- decode errors --------------------------------------------------------------------------

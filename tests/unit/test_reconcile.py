@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from cronledger.adapters.fake_runner import Script
 from cronledger.domain import events as ev
-from cronledger.domain.reconcile import reconcile_exits
+from cronledger.domain.reconcile import (
+    OUTPUT_TAIL_MAX,
+    RecordedOutput,
+    reconcile_exits,
+    recorded_output,
+)
 from cronledger.domain.state import EntryStatus
 from cronledger.domain.tick import plan_tick
 from cronledger.domain.values import ExitKind, Retry, RunExit
@@ -110,3 +115,55 @@ def test_a_huge_stderr_is_bounded_to_its_tail() -> None:
     w.run_until(T0 + MINUTE + SECOND)
     [failed] = w.of(ev.RunFailed)
     assert len(failed.stderr_tail) == 4096 and failed.stderr_tail.endswith("END")
+
+
+def test_outcome_facts_keep_bounded_output_tails_and_count_the_bytes_before_them() -> None:
+    stdout = "é" + "x" * (OUTPUT_TAIL_MAX + 9)  # a 2-byte character in the part cut off
+    w = World(Script(SECOND, 0, stdout=stdout, stderr="warn\n"))
+    w.add(spec("job"))
+    w.run_until(T0 + MINUTE + SECOND)
+    [ok] = w.of(ev.RunSucceeded)
+    assert ok.stdout_tail == "x" * OUTPUT_TAIL_MAX
+    assert ok.stdout_dropped == 2 + 9  # bytes: é is two
+    assert (ok.stderr_tail, ok.stderr_dropped) == ("warn\n", 0)
+
+
+def test_the_runners_dropped_counts_add_to_what_the_bound_cuts() -> None:
+    exit = RunExit(
+        run_id="r",
+        kind=ExitKind.EXITED,
+        finished_at=T0,
+        exit_code=1,
+        stdout_tail="out",
+        stdout_dropped=100,
+        stderr_tail="e" * (OUTPUT_TAIL_MAX + 1),
+        stderr_dropped=7,
+    )
+    assert recorded_output(exit) == RecordedOutput("out", 100, "e" * OUTPUT_TAIL_MAX, 8)
+
+
+def test_an_exit_without_captured_output_records_no_counts() -> None:
+    # a call's traceback, or an exit recorded before stdout was kept: the counts are unknown
+    exit = RunExit(
+        run_id="r", kind=ExitKind.RAISED, finished_at=T0, stderr_tail="t" * (OUTPUT_TAIL_MAX + 5)
+    )
+    assert recorded_output(exit) == RecordedOutput(None, None, "t" * OUTPUT_TAIL_MAX, None)
+    w = World(Script(SECOND, 2, stderr="boom"))
+    w.add(spec("job"))
+    w.run_until(T0 + MINUTE + SECOND)
+    [failed] = w.of(ev.RunFailed)
+    assert (failed.stdout_tail, failed.stdout_dropped, failed.stderr_dropped) == (None, None, None)
+    assert failed.stderr_tail == "boom"
+
+
+def test_the_bound_is_in_bytes_and_never_splits_a_character() -> None:
+    def exit(text: str) -> RunExit:
+        return RunExit(
+            run_id="r", kind=ExitKind.EXITED, finished_at=T0, exit_code=0, stdout_tail=text
+        )
+
+    wide = recorded_output(exit("é" * 3000))  # 6,000 bytes
+    assert (wide.stdout_tail, wide.stdout_dropped) == ("é" * 2048, 6000 - 4096)
+    split = recorded_output(exit("é" * 2048 + "x"))  # 4,097 bytes: the cut falls inside an é
+    assert (split.stdout_tail, split.stdout_dropped) == ("é" * 2047 + "x", 2)
+    assert len(split.stdout_tail.encode()) <= OUTPUT_TAIL_MAX

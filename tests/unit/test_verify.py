@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import attrs
+import orjson
 
+from cronledger.adapters.codec import default_codec
+from cronledger.adapters.fake_runner import Script
 from cronledger.domain import events as ev
+from cronledger.domain.reconcile import OUTPUT_TAIL_MAX
+from cronledger.domain.values import Retry
 from cronledger.domain.verify import verify
+from tests.harness import MINUTE, SECOND, T0, World, spec
 from tests.unit.test_projectors import _busy_world
+
+CODEC = default_codec()
 
 
 def test_an_untouched_log_verifies() -> None:
@@ -49,3 +57,44 @@ def test_a_forged_clock_reading_in_a_tick_header_is_reported() -> None:
     assert isinstance(header, ev.TickStarted)
     log[index] = attrs.evolve(header, at=header.at - 30_000)
     assert not verify(enumerate(log, 1)).ok
+
+
+def _output_world() -> World:
+    outcomes = iter([0, 1, 0, 2] * 50)
+    w = World(lambda _c: Script(20 * SECOND, next(outcomes), stdout="out\n", stderr="e" * 5000))
+    w.add(spec("a", retry=Retry(2, SECOND)))
+    w.run_until(T0 + 5 * MINUTE, step=7 * SECOND)
+    return w
+
+
+NEW_FACT_KEYS = ("stdout_tail", "stdout_dropped", "stderr_dropped")
+
+
+def _as_written_before_stdout_was_kept(event: ev.Event) -> ev.Event:
+    """The event as an older version stored it: without the output fields added later (in
+    the outcome facts and in the tick header's exits), decoded by today's codec."""
+    topic, payload = CODEC.encode(event)
+    state = orjson.loads(payload)
+    if topic in ("RunSucceeded", "RunFailed"):
+        for key in NEW_FACT_KEYS:
+            del state[key]
+    if topic == "TickStarted":
+        for exit in state["exits"]:
+            del exit["stdout_tail"], exit["stdout_dropped"]
+    return CODEC.decode(topic, orjson.dumps(state), 1)
+
+
+def test_a_ledger_written_before_stdout_was_kept_still_verifies() -> None:
+    w = _output_world()
+    outcomes = w.of(ev.RunSucceeded) + w.of(ev.RunFailed)
+    assert outcomes and all(e.stdout_tail == "out\n" for e in outcomes)
+    assert all(e.stderr_dropped == 5000 - OUTPUT_TAIL_MAX for e in outcomes)
+    assert verify(enumerate(w.log, 1)).ok
+
+    old = [_as_written_before_stdout_was_kept(e) for e in w.log]
+    old_outcomes = [e for e in old if isinstance(e, ev.RunSucceeded | ev.RunFailed)]
+    assert len(old_outcomes) == len(outcomes)
+    assert all(getattr(e, key) is None for e in old_outcomes for key in NEW_FACT_KEYS)
+    report = verify(enumerate(old, 1))
+    assert report.ok, report.divergence
+    assert report.ticks == len(w.of(ev.TickStarted))

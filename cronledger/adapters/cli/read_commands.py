@@ -263,16 +263,22 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
     o.line(f"run {r.run_id}: {r.outcome}" + (f" ({r.reason})" if r.reason else ""))
     if r.error:
         o.line(f"error: {r.error}")
-    for name, text, dropped in (
-        ("stdout", out.stdout, out.stdout_dropped),
-        ("stderr", out.stderr, out.stderr_dropped),
-    ):
+    sections: list[tuple[str, str | None, int | None, list[str]]]
+    if out.files:  # the run's files are still there: their (longer) tails
+        sections = [
+            ("stdout", out.stdout, out.stdout_dropped, []),
+            ("stderr", out.stderr, out.stderr_dropped, []),
+        ]
+    else:  # what the outcome fact recorded (a call's stderr is its traceback)
+        recorded = ["recorded in the ledger"]
+        sections = [
+            ("stdout", out.recorded_stdout, out.recorded_stdout_dropped, recorded),
+            ("stderr", out.recorded_stderr, out.recorded_stderr_dropped, recorded),
+        ]
+    for name, text, dropped, notes in sections:
         if text is None:
             continue
-        note = f" ({dropped} earlier bytes dropped)" if dropped else ""
-        o.line(f"--- {name}{note}")
-        o.line(text.rstrip("\n"))
-    if out.stderr is None:
-        o.line("--- stderr tail (recorded in the ledger)")
-        o.line(out.recorded_stderr.rstrip("\n") or "(empty)")
+        notes = [*notes, f"{dropped:,} earlier bytes dropped"] if dropped else notes
+        o.line(f"--- {name}" + (f" ({'; '.join(notes)})" if notes else ""))
+        o.line(text.rstrip("\n") or "(empty)")
     return 0
