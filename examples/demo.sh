@@ -30,6 +30,11 @@ step explain quiet
 run_id=$("$CRONLEDGER" --json history flaky --limit 1000 \
     | "${PYTHON:-python3}" -c 'import json,sys; print(*[r["run_id"] for r in json.load(sys.stdin)["runs"]][:1])')
 if [ -n "$run_id" ]; then step explain "$run_id"; fi
+# a finished run's output: its files are gone, the tails its outcome fact recorded remain
+tick_run=$("$CRONLEDGER" --json history tick --limit 1000 | "${PYTHON:-python3}" -c '
+import json, sys
+print(*[r["run_id"] for r in json.load(sys.stdin)["runs"] if r["outcome"] == "succeeded"][:1])')
+if [ -n "$tick_run" ]; then step logs "$tick_run"; fi
 step verify
 echo
 echo "The ledger stays at $WORK/demo.db: try \`CRONLEDGER_LEDGER=$CRONLEDGER_LEDGER cronledger replay --position 20\`."

@@ -39,6 +39,7 @@ def test_make_demo_runs_applies_and_verifies(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     for expected in ("applied: 6 facts", "status", "history", "skipped", "deferred", "verify OK"):
         assert expected in done.stdout, expected
+    assert "--- stdout (recorded in the ledger)\ntick for 20" in done.stdout  # `logs` of a tick
 
 
 def test_the_demo_scenario_runs_and_verifies(tmp_path: Path) -> None:
