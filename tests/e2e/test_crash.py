@@ -34,7 +34,7 @@ def _setup(tmp_path: Path) -> str:
     marker = tmp_path / "marker"
     engine = Engine.open(url, SystemClock())
     now = engine.clock.now()
-    job = ("sh", "-c", f'echo "$0" >> {marker}; sleep "$1"', "{run_id}")
+    job = ("sh", "-c", f'echo "$0" >> {marker}; sleep "$1"; echo "$0"', "{run_id}")
     for sid, every_ms, sleep in (("quick", 1000, "0.2"), ("slow", 2000, "1.5")):
         engine.execute(
             cmd.AddSchedule(
@@ -92,6 +92,9 @@ def _check(url: str, tmp_path: Path) -> None:
     succeeded = {e.run_id for e in events if isinstance(e, ev.RunSucceeded)}
     lost = {e.run_id for e in events if isinstance(e, ev.RunLost)}
     assert set(executed) == succeeded, "what ran is what the ledger says succeeded"
+    for e in events:  # each job prints its run id: its output was kept, across restarts too
+        if isinstance(e, ev.RunSucceeded):
+            assert (e.stdout_tail, e.stdout_dropped) == (f"{e.run_id}\n", 0), e
     assert not lost & set(executed), "a run recorded as lost had really run"
     state = project(events)
     assert len(state.runs) == 0 and not state.entries, "nothing is stuck"
@@ -157,7 +160,7 @@ def test_sigint_drains_and_a_second_signal_stops_at_once_leaving_runs_to_the_res
     url = _setup(tmp_path)
     engine = Engine.open(url, SystemClock())
     marker = tmp_path / "marker"
-    long_job = Command(("sh", "-c", f'echo "$0" >> {marker}; sleep 12', "{run_id}"))
+    long_job = Command(("sh", "-c", f'echo "$0" >> {marker}; sleep 12; echo "$0"', "{run_id}"))
     entry = engine.submit(long_job, priority=9)
     engine.close()
     daemon = _daemon(url, tmp_path, 60)

@@ -518,7 +518,10 @@ def test_an_exit_that_happened_while_no_runner_watched_is_reported_on_adopt(
     release = tmp_path / "release"
     a = make_harness()
     (started,) = a.start(
-        start_run("unwatched#1", sh(f"while [ ! -e '{release}' ]; do sleep 0.02; done; exit 4"))
+        start_run(
+            "unwatched#1",
+            sh(f"while [ ! -e '{release}' ]; do sleep 0.02; done; echo bye; echo err >&2; exit 4"),
+        )
     )
     a.close()
     release.touch()
@@ -530,6 +533,7 @@ def test_an_exit_that_happened_while_no_runner_watched_is_reported_on_adopt(
     (exit,) = b.runner.poll(now)
 
     assert (exit.kind, exit.exit_code) == (ExitKind.EXITED, 4)
+    assert (exit.stdout_tail, exit.stderr_tail) == ("bye\n", "err\n")  # read from its files
     assert now - 60_000 < exit.finished_at <= now  # when it ended, not when it was noticed
     assert b.runner.poll(now) == []
 
