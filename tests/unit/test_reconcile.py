@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from cronledger.adapters.fake_runner import Script
 from cronledger.domain import events as ev
 from cronledger.domain.reconcile import (
@@ -167,3 +170,33 @@ def test_the_bound_is_in_bytes_and_never_splits_a_character() -> None:
     split = recorded_output(exit("é" * 2048 + "x"))  # 4,097 bytes: the cut falls inside an é
     assert (split.stdout_tail, split.stdout_dropped) == ("é" * 2047 + "x", 2)
     assert len(split.stdout_tail.encode()) <= OUTPUT_TAIL_MAX
+
+
+# texts around the bound: 1- to 4-byte characters repeated up to ~12 KiB, between short texts
+_LONG = st.builds(
+    lambda head, unit, count, tail: head + unit * count + tail,
+    st.text(max_size=8),
+    st.sampled_from(["x", "é", "€", "😀"]),
+    st.integers(min_value=0, max_value=3100),
+    st.text(max_size=8),
+)
+
+
+@given(st.one_of(st.text(), _LONG), st.integers(min_value=0, max_value=1 << 40))
+def test_a_recorded_tail_is_the_longest_end_within_the_bound_and_counts_the_rest(
+    text: str, dropped: int
+) -> None:
+    exit = RunExit(
+        run_id="r", kind=ExitKind.EXITED, finished_at=T0, exit_code=0,
+        stdout_tail=text, stdout_dropped=dropped, stderr_tail=text, stderr_dropped=dropped,
+    )  # fmt: skip
+    out = recorded_output(exit)
+    assert out.stdout_tail is not None and text.endswith(out.stdout_tail)
+    size = len(out.stdout_tail.encode("utf-8", "surrogatepass"))
+    whole = len(text.encode("utf-8", "surrogatepass"))
+    assert size <= OUTPUT_TAIL_MAX
+    assert out.stdout_dropped == dropped + whole - size  # every byte is kept or counted
+    cut = len(text) - len(out.stdout_tail)
+    if cut:  # the longest such end: one more character would not fit
+        assert size + len(text[cut - 1].encode("utf-8", "surrogatepass")) > OUTPUT_TAIL_MAX
+    assert (out.stderr_tail, out.stderr_dropped) == (out.stdout_tail, out.stdout_dropped)
