@@ -400,7 +400,8 @@ class Scheduler:
 
     def configure(self, **changes: Any) -> Options:
         """Change engine options (max_workers, max_per_tick, slot_headroom, fallback_headroom,
-        batch_size, misfire_grace, draining); each change is recorded as a fact."""
+        batch_size, misfire_grace, output_tail_bytes, draining); each change is recorded as a
+        fact."""
         fields: dict[str, Any] = {}
         names = {a.name for a in attrs.fields(Options)}
         for key, value in changes.items():

@@ -21,6 +21,7 @@ _KEYS: dict[str, tuple[str, str]] = {
     "fallback_headroom": ("fallback_headroom", "int"),
     "batch_size": ("batch_size", "int"),
     "misfire_grace": ("misfire_grace_ms", "duration"),
+    "output_tail_bytes": ("output_tail_bytes", "int"),
 }
 
 

@@ -108,6 +108,7 @@ class Engine:
         self._unrecorded: list[tuple[Started, int]] = []
         self._defer_started = False
         self._caught_up = False  # the last tick folded foreign facts after planning
+        self._output_tail: int | None = None  # the output_tail_bytes the runner was told
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
         self._snapshot: Snapshot = catch_up(ledger, load_snapshot(ledger) or EMPTY)
         # Runs our runner was told to stop; those being cancelled at start-up are `adopt`'s.
@@ -290,6 +291,8 @@ class Engine:
             self.refresh()
         now = self.clock.now()
         if self.runner is not None:
+            if self._snapshot.options.output_tail_bytes != self._output_tail:
+                self._tell_output_tail()
             self._exits.extend(self.runner.poll(now))
         plans: list[TickPlan] = []
         later: list[tuple[Started, int]] = []
@@ -339,6 +342,13 @@ class Engine:
         if plan.events:
             self._log_tick(plan)
         return plan
+
+    def _tell_output_tail(self) -> None:
+        """How much output the runner reads at an exit: what the outcome fact will keep."""
+        self._output_tail = self._snapshot.options.output_tail_bytes
+        tell = getattr(self.runner, "set_output_tail", None)
+        if callable(tell):
+            tell(self._output_tail)
 
     @property
     def last_health(self) -> Health | None:
@@ -426,6 +436,8 @@ class Engine:
         if self._snapshot.options.draining:
             options = evolve(self._snapshot.options, draining=False)
             self.execute(ChangeOptions(options))
+        if self.runner is not None:
+            self._tell_output_tail()  # before adopting: exits seen on adopt are read with it
         if self.runner is not None and self._snapshot.runs:
             now = self.clock.now()
             runs = sorted(self._snapshot.runs.values(), key=lambda r: r.run_id)

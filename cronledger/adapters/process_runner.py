@@ -27,8 +27,9 @@ where the system reports it).
                                 runner that found the run never spawned.
     state_dir/runs/<name>.out   the job's stdout; only their tails are read, and while
     state_dir/runs/<name>.err   the job's stderr   the job runs the supervisor punches out the
-                                head of a file over max(2 x tail_bytes, 1 MiB) every second
-                                (Linux; see supervisor.py), so disk use stays bounded
+                                head of a file over max(2 x keep, 1 MiB) every second
+                                (keep: tail_bytes, at least the 64 KiB the ledger may take;
+                                Linux; see supervisor.py), so disk use stays bounded
     state_dir/runs/.supervisor.{lock,sock,log}
 
 Spawning: `carry_out` checks each StartRun in the daemon first (working directory, program found
@@ -112,9 +113,14 @@ import orjson
 from cronledger.adapters import supervisor as sup
 from cronledger.adapters.runner import Started
 from cronledger.domain.commands import CancelRun, RunnerCommand, StartRun
-from cronledger.domain.reconcile import OUTPUT_TAIL_MAX
 from cronledger.domain.state import ActiveRun
-from cronledger.domain.values import Command, ExitKind, RunExit
+from cronledger.domain.values import (
+    OUTPUT_TAIL_BYTES,
+    OUTPUT_TAIL_LIMIT,
+    Command,
+    ExitKind,
+    RunExit,
+)
 from cronledger.errors import InvalidInput
 
 ADOPTED_POLL_S = 0.2
@@ -444,7 +450,9 @@ class ProcessRunner:
         self._dir = str(self.runs_dir.resolve())
         self._dir_fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._tail_bytes = tail_bytes
-        self._exit_tail_bytes = min(tail_bytes, OUTPUT_TAIL_MAX)  # what the ledger keeps
+        self._exit_tail_bytes = OUTPUT_TAIL_BYTES  # what the ledger keeps: set_output_tail
+        # what trimming must leave of a running job's files: both tails, whatever the option
+        self._keep_bytes = max(tail_bytes, OUTPUT_TAIL_LIMIT)
         self._grace = kill_grace_s
         self._clock = clock or _default_clock
         self._wake = wake
@@ -552,6 +560,11 @@ class ProcessRunner:
         started = self._resolve(todo, now)
         self._sweep(keep)
         return started
+
+    def set_output_tail(self, limit: int) -> None:
+        """Read `limit` bytes of each stream at an exit: what the outcome fact keeps (the
+        engine's `output_tail_bytes` option; the engine calls this when it changes)."""
+        self._exit_tail_bytes = limit
 
     def active(self) -> int:
         """Runs in flight (spawned or adopted, exit not yet seen)."""
@@ -706,7 +719,7 @@ class ProcessRunner:
         sock.settimeout(START_TIMEOUT_S)
         try:
             hello = {
-                "op": "hello", "env": env, "cwd": cwd, "keep": self._tail_bytes,
+                "op": "hello", "env": env, "cwd": cwd, "keep": self._keep_bytes,
                 "v": sup.PROTOCOL,
             }  # fmt: skip
             sock.sendall(_line(hello))

@@ -21,7 +21,7 @@ from cronledger.projectors.snapshot import rebuild_indexes
 # Bump on any change to the fields of the records below (a test pins them): the codec reads a
 # field missing from an old payload as its default, which is right for facts and wrong for
 # derived state, so an old snapshot must be ignored (and the ledger replayed) instead.
-FORMAT = 1
+FORMAT = 2  # 2: Options.output_tail_bytes
 
 
 @attrs.frozen(kw_only=True)

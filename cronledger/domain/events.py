@@ -215,7 +215,7 @@ class RunCancelled(Event):
 
 @attrs.frozen(kw_only=True, slots=False)
 class RunSucceeded(Event):
-    """The output tails are bounded (`reconcile.OUTPUT_TAIL_MAX`), with the bytes dropped
+    """The output tails are bounded (the `output_tail_bytes` option), with the bytes dropped
     before them; `stdout_tail` None: no output was captured (a call, or an older ledger, whose
     counts are None too)."""
 

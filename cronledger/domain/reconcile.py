@@ -9,9 +9,7 @@ from cronledger.domain import events as ev
 from cronledger.domain.commands import CancelRun
 from cronledger.domain.concurrency import AWAITING_PREVIOUS_RUN
 from cronledger.domain.state import ActiveRun, Entry, EntryStatus, Snapshot
-from cronledger.domain.values import ExitKind, Retry, RunExit
-
-OUTPUT_TAIL_MAX = 4096  # bytes (UTF-8) of each stream's tail an outcome fact keeps
+from cronledger.domain.values import OUTPUT_TAIL_BYTES, ExitKind, Retry, RunExit
 
 
 class RecordedOutput(NamedTuple):
@@ -24,26 +22,29 @@ class RecordedOutput(NamedTuple):
     stderr_dropped: int | None
 
 
-def _bounded(text: str, dropped: int) -> tuple[str, int]:
-    """The longest end of `text` within OUTPUT_TAIL_MAX bytes (whole characters), and the
-    bytes dropped before it."""
-    if len(text) <= OUTPUT_TAIL_MAX // 4:  # short enough in any encoding
+def _bounded(text: str, dropped: int, limit: int) -> tuple[str, int]:
+    """The longest end of `text` within `limit` bytes (whole characters), and the bytes
+    dropped before it."""
+    if len(text) <= limit // 4:  # short enough in any encoding
         return text, dropped
     data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= OUTPUT_TAIL_MAX:
+    if len(data) <= limit:
         return text, dropped
-    cut = len(data) - OUTPUT_TAIL_MAX
-    while 0x80 <= data[cut] < 0xC0:  # not in the middle of a character
+    cut = len(data) - limit
+    while cut < len(data) and 0x80 <= data[cut] < 0xC0:  # not in the middle of a character
         cut += 1
     return data[cut:].decode("utf-8", "surrogatepass"), dropped + cut
 
 
-def recorded_output(exit: RunExit) -> RecordedOutput:
-    """The output an exit's outcome fact records."""
-    if exit.stdout_tail is None:
-        return RecordedOutput(None, None, exit.stderr_tail[-OUTPUT_TAIL_MAX:], None)
-    out, out_dropped = _bounded(exit.stdout_tail, exit.stdout_dropped)
-    err, err_dropped = _bounded(exit.stderr_tail, exit.stderr_dropped)
+def recorded_output(exit: RunExit, limit: int = OUTPUT_TAIL_BYTES) -> RecordedOutput:
+    """The output an exit's outcome fact records, each tail within `limit` bytes (the
+    `output_tail_bytes` option)."""
+    if exit.stdout_tail is None:  # a call's traceback, or an older exit: cut in characters
+        err = exit.stderr_tail
+        kept = err[len(err) - limit :] if len(err) > limit else err  # ([-0:] would keep it all)
+        return RecordedOutput(None, None, kept, None)
+    out, out_dropped = _bounded(exit.stdout_tail, exit.stdout_dropped, limit)
+    err, err_dropped = _bounded(exit.stderr_tail, exit.stderr_dropped, limit)
     return RecordedOutput(out, out_dropped, err, err_dropped)
 
 
@@ -82,7 +83,7 @@ def reconcile_exit(snapshot: Snapshot, exit: RunExit, now: int) -> list[ev.Event
     entry = snapshot.entries.get(run.entry_id)
     started = run.started_at if run.started_at is not None else run.assigned_at
     duration = max(0, exit.finished_at - started)
-    output = recorded_output(exit)
+    output = recorded_output(exit, snapshot.options.output_tail_bytes)
     if exit.succeeded:
         out: list[ev.Event] = [
             ev.RunSucceeded(

@@ -9,6 +9,7 @@ import attrs
 from cronledger.domain.hours import gate_opens_at, validate_window
 from cronledger.domain.triggers import validate_trigger
 from cronledger.domain.values import (
+    OUTPUT_TAIL_LIMIT,
     Call,
     Command,
     ConcurrencyPolicy,
@@ -145,6 +146,13 @@ def validate_options(options: Options) -> None:
             raise InvalidInput(field, f"{value!r} is less than 1", "use 1 or more")
     for field in ("slot_headroom", "fallback_headroom", "misfire_grace_ms"):
         _non_negative(getattr(options, field), field, "use 0 or more")
+    tail = options.output_tail_bytes
+    if not isinstance(tail, int) or isinstance(tail, bool) or not 0 <= tail <= OUTPUT_TAIL_LIMIT:
+        raise InvalidInput(
+            "output_tail_bytes",
+            f"{tail!r} is not a byte count from 0 to {OUTPUT_TAIL_LIMIT:,}",
+            f"use e.g. 4096 (the default); 0 records no output; at most {OUTPUT_TAIL_LIMIT}",
+        )
 
 
 def changed_fields(old: Options, new: Options) -> tuple[str, ...]:

@@ -84,6 +84,10 @@ class ScheduleSpec:
     principal: str = "system:cron"
 
 
+OUTPUT_TAIL_BYTES = 4096  # the default bound of each output tail an outcome fact keeps
+OUTPUT_TAIL_LIMIT = 65536  # the largest bound the option takes
+
+
 @attrs.frozen(kw_only=True)
 class Options:
     """Engine options; every change is an OptionsChanged fact (SEMANTICS §6)."""
@@ -95,6 +99,7 @@ class Options:
     batch_size: int = 64
     misfire_grace_ms: int = 60_000  # for schedules that set no grace of their own
     draining: bool = False
+    output_tail_bytes: int = OUTPUT_TAIL_BYTES  # of each stream, kept by an outcome fact
 
 
 def misfire_grace(spec: ScheduleSpec, options: Options) -> int:

@@ -21,9 +21,8 @@ from cronledger.adapters.engine import Engine
 from cronledger.adapters.process_runner import NEVER_STARTED, ProcessRunner, run_file_name
 from cronledger.adapters.runner import Started
 from cronledger.domain import events as ev
-from cronledger.domain.commands import StartRun, SubmitTask
-from cronledger.domain.reconcile import OUTPUT_TAIL_MAX
-from cronledger.domain.values import Call, Command, ExitKind
+from cronledger.domain.commands import ChangeOptions, StartRun, SubmitTask
+from cronledger.domain.values import OUTPUT_TAIL_BYTES, Call, Command, ExitKind, Options
 from cronledger.errors import InvalidInput
 from tests.e2e.conftest import (
     T0,
@@ -279,12 +278,12 @@ def test_a_10_mb_stderr_and_stdout_are_bounded_to_their_tails_with_the_dropped_c
 
     # the exit carries what the outcome fact keeps; the live view (files) a longer tail
     total = 10_000_000 + len("END\n")
-    assert len(exit.stderr_tail) == OUTPUT_TAIL_MAX
+    assert len(exit.stderr_tail) == OUTPUT_TAIL_BYTES
     assert exit.stderr_tail.endswith("xxEND\n")
-    assert exit.stderr_dropped == total - OUTPUT_TAIL_MAX
-    assert exit.stdout_tail is not None and len(exit.stdout_tail) == OUTPUT_TAIL_MAX
+    assert exit.stderr_dropped == total - OUTPUT_TAIL_BYTES
+    assert exit.stdout_tail is not None and len(exit.stdout_tail) == OUTPUT_TAIL_BYTES
     assert exit.stdout_tail.endswith("xxOUT\n")
-    assert exit.stdout_dropped == total - OUTPUT_TAIL_MAX
+    assert exit.stdout_dropped == total - OUTPUT_TAIL_BYTES
     output = harness.runner.output("loud#1")
     assert output is not None and len(output.stderr) == len(output.stdout) == 64 * 1024
     assert output.stdout_dropped == output.stderr_dropped == total - 64 * 1024
@@ -373,21 +372,24 @@ def test_a_running_jobs_output_files_are_trimmed_to_their_tail_on_disk(
     release.touch()
     exit = harness.exit()
     assert exit.succeeded
-    assert len(exit.stderr_tail) == OUTPUT_TAIL_MAX and exit.stderr_tail.endswith("xxERR-END\n")
-    assert exit.stderr_dropped == 20_000_000 + 8 - OUTPUT_TAIL_MAX
+    assert len(exit.stderr_tail) == OUTPUT_TAIL_BYTES and exit.stderr_tail.endswith("xxERR-END\n")
+    assert exit.stderr_dropped == 20_000_000 + 8 - OUTPUT_TAIL_BYTES
     assert exit.stdout_tail is not None and exit.stdout_tail.endswith("xxOUT-END\n")
-    assert exit.stdout_dropped == 20_000_000 + 8 - OUTPUT_TAIL_MAX
+    assert exit.stdout_dropped == 20_000_000 + 8 - OUTPUT_TAIL_BYTES
 
 
 def test_a_tail_cut_inside_a_utf8_character_starts_at_the_next_whole_character(
     make_harness: MakeHarness,
 ) -> None:
     h = make_harness(tail_bytes=4)
+    h.runner.set_output_tail(4)  # the engine's output_tail_bytes
     h.start(start_run("utf8#1", sh("printf 'aé€' >&2")))  # 1 + 2 + 3 bytes
 
     exit = h.exit()
 
     assert (exit.stderr_tail, exit.stderr_dropped) == ("€", 3)
+    output = h.runner.output("utf8#1")  # the live view, cut at tail_bytes the same way
+    assert output is not None and (output.stderr, output.stderr_dropped) == ("€", 3)
 
 
 def test_env_pairs_are_added_to_the_daemon_environment_and_cwd_is_honoured(
@@ -971,6 +973,25 @@ def test_the_engine_records_a_real_process_from_assignment_to_success(
     (started,) = [e for e in facts if isinstance(e, ev.RunStarted)]
     (succeeded,) = [e for e in facts if isinstance(e, ev.RunSucceeded)]
     assert started.pid and succeeded.stderr_tail == "done\n"
+    engine.close()
+
+
+def test_the_engine_has_the_runner_read_as_much_output_as_the_option_keeps(
+    make_harness: MakeHarness, tmp_path: Path
+) -> None:
+    h = make_harness()
+    engine = Engine.open(f"sqlite:///{tmp_path / 'ledger.db'}", SystemClock(), h.runner)
+    engine.execute(ChangeOptions(Options(output_tail_bytes=6)))
+    engine.execute(SubmitTask(target=Command(("sh", "-c", "echo 0123456789; echo abc >&2"))))
+
+    _tick_until(engine, h, lambda: any(isinstance(e, ev.RunSucceeded) for e in _facts(engine)))
+
+    facts = _facts(engine)
+    (succeeded,) = [e for e in facts if isinstance(e, ev.RunSucceeded)]
+    assert (succeeded.stdout_tail, succeeded.stdout_dropped) == ("56789\n", 5)
+    assert (succeeded.stderr_tail, succeeded.stderr_dropped) == ("abc\n", 0)
+    [exit] = [x for e in facts if isinstance(e, ev.TickStarted) for x in e.exits]
+    assert exit.stdout_tail == "56789\n"  # read at the option's bound: the header holds no more
     engine.close()
 
 

@@ -77,7 +77,7 @@ def test_quick_dispatch_benchmark_prints_every_named_key() -> None:
         elif key == "idle_cpu_10k":
             assert isinstance(result[key], float) and 0 <= result[key] < 0.5, result[key]
         else:
-            assert _positive(result[key]), key
+            assert _positive(result[key]), (key, result[key])
     assert result["steady_not_durable"] == 0
     assert 0 < result["subprocess_ratio"] < 2
     assert _positive(result["subprocess_sync_normal_jobs_per_s"])

@@ -18,9 +18,11 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_options_are_read_from_the_options_table(tmp_path: Path) -> None:
-    path = _write(tmp_path, '[options]\nmax_workers = 4\nmisfire_grace = "90s"\nbatch_size = 32\n')
+    text = '[options]\nmax_workers = 4\nmisfire_grace = "90s"\nbatch_size = 32\n'
+    path = _write(tmp_path, text + "output_tail_bytes = 512\n")
     options = load_options(path, Options())
     assert (options.max_workers, options.misfire_grace_ms, options.batch_size) == (4, 90_000, 32)
+    assert options.output_tail_bytes == 512
     assert options.max_per_tick == Options().max_per_tick
 
 
@@ -32,6 +34,8 @@ def test_options_are_read_from_the_options_table(tmp_path: Path) -> None:
         ("[options]\nmax_workers = 0\n", "options.max_workers"),
         ("[options]\nslot_headroom = -1\n", "options.slot_headroom"),
         ('[options]\nmisfire_grace = "soon"\n', "options.misfire_grace"),
+        ("[options]\noutput_tail_bytes = 65537\n", "options.output_tail_bytes"),
+        ("[options]\noutput_tail_bytes = -1\n", "options.output_tail_bytes"),
         ("[options\nmax_workers = 4\n", "--config"),
     ],
 )

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cronledger.adapters.fake_runner import Script
+from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
 from cronledger.domain.reconcile import (
-    OUTPUT_TAIL_MAX,
     RecordedOutput,
     reconcile_exits,
     recorded_output,
 )
 from cronledger.domain.state import EntryStatus
 from cronledger.domain.tick import plan_tick
-from cronledger.domain.values import ExitKind, Retry, RunExit
+from cronledger.domain.values import (
+    OUTPUT_TAIL_BYTES,
+    OUTPUT_TAIL_LIMIT,
+    ExitKind,
+    Options,
+    Retry,
+    RunExit,
+)
+from cronledger.domain.verify import verify
+from cronledger.errors import InvalidInput
 from cronledger.projectors import tasks
 from cronledger.projectors.tasks import TaskStatus
 from tests.harness import MINUTE, SECOND, T0, World, spec
@@ -121,12 +131,12 @@ def test_a_huge_stderr_is_bounded_to_its_tail() -> None:
 
 
 def test_outcome_facts_keep_bounded_output_tails_and_count_the_bytes_before_them() -> None:
-    stdout = "é" + "x" * (OUTPUT_TAIL_MAX + 9)  # a 2-byte character in the part cut off
+    stdout = "é" + "x" * (OUTPUT_TAIL_BYTES + 9)  # a 2-byte character in the part cut off
     w = World(Script(SECOND, 0, stdout=stdout, stderr="warn\n"))
     w.add(spec("job"))
     w.run_until(T0 + MINUTE + SECOND)
     [ok] = w.of(ev.RunSucceeded)
-    assert ok.stdout_tail == "x" * OUTPUT_TAIL_MAX
+    assert ok.stdout_tail == "x" * OUTPUT_TAIL_BYTES
     assert ok.stdout_dropped == 2 + 9  # bytes: é is two
     assert (ok.stderr_tail, ok.stderr_dropped) == ("warn\n", 0)
 
@@ -139,18 +149,18 @@ def test_the_runners_dropped_counts_add_to_what_the_bound_cuts() -> None:
         exit_code=1,
         stdout_tail="out",
         stdout_dropped=100,
-        stderr_tail="e" * (OUTPUT_TAIL_MAX + 1),
+        stderr_tail="e" * (OUTPUT_TAIL_BYTES + 1),
         stderr_dropped=7,
     )
-    assert recorded_output(exit) == RecordedOutput("out", 100, "e" * OUTPUT_TAIL_MAX, 8)
+    assert recorded_output(exit) == RecordedOutput("out", 100, "e" * OUTPUT_TAIL_BYTES, 8)
 
 
 def test_an_exit_without_captured_output_records_no_counts() -> None:
     # a call's traceback, or an exit recorded before stdout was kept: the counts are unknown
     exit = RunExit(
-        run_id="r", kind=ExitKind.RAISED, finished_at=T0, stderr_tail="t" * (OUTPUT_TAIL_MAX + 5)
+        run_id="r", kind=ExitKind.RAISED, finished_at=T0, stderr_tail="t" * (OUTPUT_TAIL_BYTES + 5)
     )
-    assert recorded_output(exit) == RecordedOutput(None, None, "t" * OUTPUT_TAIL_MAX, None)
+    assert recorded_output(exit) == RecordedOutput(None, None, "t" * OUTPUT_TAIL_BYTES, None)
     w = World(Script(SECOND, 2, stderr="boom"))
     w.add(spec("job"))
     w.run_until(T0 + MINUTE + SECOND)
@@ -169,7 +179,7 @@ def test_the_bound_is_in_bytes_and_never_splits_a_character() -> None:
     assert (wide.stdout_tail, wide.stdout_dropped) == ("é" * 2048, 6000 - 4096)
     split = recorded_output(exit("é" * 2048 + "x"))  # 4,097 bytes: the cut falls inside an é
     assert (split.stdout_tail, split.stdout_dropped) == ("é" * 2047 + "x", 2)
-    assert len(split.stdout_tail.encode()) <= OUTPUT_TAIL_MAX
+    assert len(split.stdout_tail.encode()) <= OUTPUT_TAIL_BYTES
 
 
 # texts around the bound: 1- to 4-byte characters repeated up to ~12 KiB, between short texts
@@ -194,9 +204,31 @@ def test_a_recorded_tail_is_the_longest_end_within_the_bound_and_counts_the_rest
     assert out.stdout_tail is not None and text.endswith(out.stdout_tail)
     size = len(out.stdout_tail.encode("utf-8", "surrogatepass"))
     whole = len(text.encode("utf-8", "surrogatepass"))
-    assert size <= OUTPUT_TAIL_MAX
+    assert size <= OUTPUT_TAIL_BYTES
     assert out.stdout_dropped == dropped + whole - size  # every byte is kept or counted
     cut = len(text) - len(out.stdout_tail)
     if cut:  # the longest such end: one more character would not fit
-        assert size + len(text[cut - 1].encode("utf-8", "surrogatepass")) > OUTPUT_TAIL_MAX
+        assert size + len(text[cut - 1].encode("utf-8", "surrogatepass")) > OUTPUT_TAIL_BYTES
     assert (out.stderr_tail, out.stderr_dropped) == (out.stdout_tail, out.stdout_dropped)
+
+
+@pytest.mark.parametrize("limit", [0, 10, OUTPUT_TAIL_LIMIT])
+def test_the_output_tail_bytes_option_bounds_what_outcome_facts_keep(limit: int) -> None:
+    w = World(Script(SECOND, 1, stdout="o" * 70_000, stderr="e" * 20))
+    w.do(cmd.ChangeOptions(Options(output_tail_bytes=limit)))
+    w.add(spec("job"))
+    w.run_until(T0 + MINUTE + SECOND)
+    [failed] = w.of(ev.RunFailed)
+    assert failed.stdout_tail == "o" * min(limit, 70_000)
+    assert failed.stdout_dropped == 70_000 - min(limit, 70_000)
+    assert failed.stderr_tail == "e" * min(limit, 20)
+    assert failed.stderr_dropped == 20 - min(limit, 20)
+    assert verify(enumerate(w.log, 1)).ok
+
+
+@pytest.mark.parametrize("bad", [-1, OUTPUT_TAIL_LIMIT + 1, True])
+def test_an_output_tail_bytes_out_of_range_is_refused_naming_the_option(bad: int) -> None:
+    w = World()
+    with pytest.raises(InvalidInput) as caught:
+        w.do(cmd.ChangeOptions(Options(output_tail_bytes=bad)))
+    assert caught.value.field == "output_tail_bytes" and "65536" in caught.value.fix

@@ -8,8 +8,7 @@ import orjson
 from cronledger.adapters.codec import default_codec
 from cronledger.adapters.fake_runner import Script
 from cronledger.domain import events as ev
-from cronledger.domain.reconcile import OUTPUT_TAIL_MAX
-from cronledger.domain.values import Retry
+from cronledger.domain.values import OUTPUT_TAIL_BYTES, Retry
 from cronledger.domain.verify import verify
 from tests.harness import MINUTE, SECOND, T0, World, spec
 from tests.unit.test_projectors import _busy_world
@@ -88,7 +87,7 @@ def test_a_ledger_written_before_stdout_was_kept_still_verifies() -> None:
     w = _output_world()
     outcomes = w.of(ev.RunSucceeded) + w.of(ev.RunFailed)
     assert outcomes and all(e.stdout_tail == "out\n" for e in outcomes)
-    assert all(e.stderr_dropped == 5000 - OUTPUT_TAIL_MAX for e in outcomes)
+    assert all(e.stderr_dropped == 5000 - OUTPUT_TAIL_BYTES for e in outcomes)
     assert verify(enumerate(w.log, 1)).ok
 
     old = [_as_written_before_stdout_was_kept(e) for e in w.log]
