@@ -24,7 +24,7 @@ from typing import Any
 from cronledger.adapters.runner import Started
 from cronledger.domain.commands import CancelRun, RunnerCommand, StartRun
 from cronledger.domain.state import ActiveRun
-from cronledger.domain.values import Call, ExitKind, RunExit
+from cronledger.domain.values import OUTPUT_TAIL_LIMIT, Call, ExitKind, RunExit
 from cronledger.errors import InvalidInput
 
 TaskFunction = Callable[..., Any]
@@ -151,7 +151,7 @@ class CallRunner:
             try:
                 function()
             except BaseException as error:  # a failing call is a failed run, whatever it raised
-                tail = "".join(traceback.format_exception(error))[-4096:]
+                tail = "".join(traceback.format_exception(error))[-OUTPUT_TAIL_LIMIT:]
                 exit = RunExit(
                     run_id=run_id,
                     kind=ExitKind.RAISED,

@@ -126,7 +126,8 @@ def _log_start(engine: Engine, settings: Settings) -> None:
     s, o = engine.snapshot, engine.snapshot.options
     log.info(
         "started: ledger %s at position %d, %d schedules, %d active runs, state %s; "
-        "max_workers=%d max_per_tick=%d batch_size=%d headroom=%d/%d%s",
+        "max_workers=%d max_per_tick=%d batch_size=%d headroom=%d/%d misfire_grace=%dms "
+        "output_tail_bytes=%d%s",
         settings.ledger_url,
         s.position,
         len(s.schedules),
@@ -137,6 +138,8 @@ def _log_start(engine: Engine, settings: Settings) -> None:
         o.batch_size,
         o.slot_headroom,
         o.fallback_headroom,
+        o.misfire_grace_ms,
+        o.output_tail_bytes,
         f"; until {iso(settings.until)}" if settings.until is not None else "",
     )
 

@@ -36,6 +36,7 @@ from cronledger.domain.commands import CancelRun, ChangeOptions, SubmitTask, Use
 from cronledger.domain.evolve import evolve
 from cronledger.domain.handlers import handle
 from cronledger.domain.health import Health, health
+from cronledger.domain.reconcile import bound_exits
 from cronledger.domain.state import EMPTY, Snapshot
 from cronledger.domain.tick import TickPlan, next_wake, plan_tick
 from cronledger.domain.values import RunExit, Target
@@ -108,7 +109,6 @@ class Engine:
         self._unrecorded: list[tuple[Started, int]] = []
         self._defer_started = False
         self._caught_up = False  # the last tick folded foreign facts after planning
-        self._output_tail: int | None = None  # the output_tail_bytes the runner was told
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
         self._snapshot: Snapshot = catch_up(ledger, load_snapshot(ledger) or EMPTY)
         # Runs our runner was told to stop; those being cancelled at start-up are `adopt`'s.
@@ -291,8 +291,6 @@ class Engine:
             self.refresh()
         now = self.clock.now()
         if self.runner is not None:
-            if self._snapshot.options.output_tail_bytes != self._output_tail:
-                self._tell_output_tail()
             self._exits.extend(self.runner.poll(now))
         plans: list[TickPlan] = []
         later: list[tuple[Started, int]] = []
@@ -304,7 +302,10 @@ class Engine:
                 ending = {x.run_id for x in self._exits}
                 started, later = self._started_facts(snapshot, ending=ending, wait=False)
             base = apply_all(snapshot, started) if started else snapshot
-            plans.append(plan_tick(base, now, self._exits))
+            # runners read up to OUTPUT_TAIL_LIMIT of output; the header and the facts keep
+            # what the option in force allows (decided again after a conflict)
+            exits = bound_exits(self._exits, snapshot.options.output_tail_bytes)
+            plans.append(plan_tick(base, now, exits))
             if plans[-1].commands:
                 self._crash.reached("before_append")
             if started:
@@ -342,13 +343,6 @@ class Engine:
         if plan.events:
             self._log_tick(plan)
         return plan
-
-    def _tell_output_tail(self) -> None:
-        """How much output the runner reads at an exit: what the outcome fact will keep."""
-        self._output_tail = self._snapshot.options.output_tail_bytes
-        tell = getattr(self.runner, "set_output_tail", None)
-        if callable(tell):
-            tell(self._output_tail)
 
     @property
     def last_health(self) -> Health | None:
@@ -436,8 +430,6 @@ class Engine:
         if self._snapshot.options.draining:
             options = evolve(self._snapshot.options, draining=False)
             self.execute(ChangeOptions(options))
-        if self.runner is not None:
-            self._tell_output_tail()  # before adopting: exits seen on adopt are read with it
         if self.runner is not None and self._snapshot.runs:
             now = self.clock.now()
             runs = sorted(self._snapshot.runs.values(), key=lambda r: r.run_id)

@@ -114,13 +114,7 @@ from cronledger.adapters import supervisor as sup
 from cronledger.adapters.runner import Started
 from cronledger.domain.commands import CancelRun, RunnerCommand, StartRun
 from cronledger.domain.state import ActiveRun
-from cronledger.domain.values import (
-    OUTPUT_TAIL_BYTES,
-    OUTPUT_TAIL_LIMIT,
-    Command,
-    ExitKind,
-    RunExit,
-)
+from cronledger.domain.values import OUTPUT_TAIL_LIMIT, Command, ExitKind, RunExit
 from cronledger.errors import InvalidInput
 
 ADOPTED_POLL_S = 0.2
@@ -450,8 +444,9 @@ class ProcessRunner:
         self._dir = str(self.runs_dir.resolve())
         self._dir_fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._tail_bytes = tail_bytes
-        self._exit_tail_bytes = OUTPUT_TAIL_BYTES  # what the ledger keeps: set_output_tail
-        # what trimming must leave of a running job's files: both tails, whatever the option
+        # what an exit carries: as much as the ledger may keep (the engine cuts it to its
+        # output_tail_bytes option), and what trimming must leave of a running job's files
+        self._exit_tail_bytes = OUTPUT_TAIL_LIMIT
         self._keep_bytes = max(tail_bytes, OUTPUT_TAIL_LIMIT)
         self._grace = kill_grace_s
         self._clock = clock or _default_clock
@@ -560,11 +555,6 @@ class ProcessRunner:
         started = self._resolve(todo, now)
         self._sweep(keep)
         return started
-
-    def set_output_tail(self, limit: int) -> None:
-        """Read `limit` bytes of each stream at an exit: what the outcome fact keeps (the
-        engine's `output_tail_bytes` option; the engine calls this when it changes)."""
-        self._exit_tail_bytes = limit
 
     def active(self) -> int:
         """Runs in flight (spawned or adopted, exit not yet seen)."""

@@ -77,13 +77,6 @@ class Runners:
             if callable(set_wake):
                 set_wake(wake)
 
-    def set_output_tail(self, limit: int) -> None:
-        """Handed on to the runners that capture output (see ProcessRunner.set_output_tail)."""
-        for runner in (self.processes, self.calls):
-            set_output_tail = getattr(runner, "set_output_tail", None)
-            if callable(set_output_tail):
-                set_output_tail(limit)
-
     def _for(self, is_call: bool) -> Runner | None:
         return self.calls if is_call else self.processes
 

@@ -8,6 +8,7 @@ from typing import NamedTuple
 from cronledger.domain import events as ev
 from cronledger.domain.commands import CancelRun
 from cronledger.domain.concurrency import AWAITING_PREVIOUS_RUN
+from cronledger.domain.evolve import evolve
 from cronledger.domain.state import ActiveRun, Entry, EntryStatus, Snapshot
 from cronledger.domain.values import OUTPUT_TAIL_BYTES, ExitKind, Retry, RunExit
 
@@ -37,15 +38,39 @@ def _bounded(text: str, dropped: int, limit: int) -> tuple[str, int]:
 
 
 def recorded_output(exit: RunExit, limit: int = OUTPUT_TAIL_BYTES) -> RecordedOutput:
-    """The output an exit's outcome fact records, each tail within `limit` bytes (the
-    `output_tail_bytes` option)."""
-    if exit.stdout_tail is None:  # a call's traceback, or an older exit: cut in characters
+    """The output an exit's outcome fact records: each tail within `limit` bytes (the
+    `output_tail_bytes` option), or, where no output was captured (a call's traceback, an
+    exit from an older ledger), the last `limit` characters of stderr."""
+    if exit.stdout_tail is None:
         err = exit.stderr_tail
         kept = err[len(err) - limit :] if len(err) > limit else err  # ([-0:] would keep it all)
         return RecordedOutput(None, None, kept, None)
     out, out_dropped = _bounded(exit.stdout_tail, exit.stdout_dropped, limit)
     err, err_dropped = _bounded(exit.stderr_tail, exit.stderr_dropped, limit)
     return RecordedOutput(out, out_dropped, err, err_dropped)
+
+
+def bound_exits(exits: Sequence[RunExit], limit: int) -> list[RunExit]:
+    """The exits with their tails cut as `recorded_output` cuts them (what a tick header
+    records: no more output than the facts keep, whatever the runner read)."""
+    out = []
+    for exit in exits:
+        kept = recorded_output(exit, limit)
+        if kept.stdout_tail is exit.stdout_tail and kept.stderr_tail is exit.stderr_tail:
+            out.append(exit)  # nothing cut (the usual case: the same objects come back)
+        elif exit.stdout_tail is None:
+            out.append(evolve(exit, stderr_tail=kept.stderr_tail))
+        else:
+            out.append(
+                evolve(
+                    exit,
+                    stdout_tail=kept.stdout_tail,
+                    stdout_dropped=kept.stdout_dropped,
+                    stderr_tail=kept.stderr_tail,
+                    stderr_dropped=kept.stderr_dropped,
+                )
+            )
+    return out
 
 
 def failure_reason(run: ActiveRun, exit: RunExit) -> str:

@@ -22,7 +22,7 @@ from cronledger.adapters.process_runner import NEVER_STARTED, ProcessRunner, run
 from cronledger.adapters.runner import Started
 from cronledger.domain import events as ev
 from cronledger.domain.commands import ChangeOptions, StartRun, SubmitTask
-from cronledger.domain.values import OUTPUT_TAIL_BYTES, Call, Command, ExitKind, Options
+from cronledger.domain.values import OUTPUT_TAIL_LIMIT, Call, Command, ExitKind, Options
 from cronledger.errors import InvalidInput
 from tests.e2e.conftest import (
     T0,
@@ -276,14 +276,15 @@ def test_a_10_mb_stderr_and_stdout_are_bounded_to_their_tails_with_the_dropped_c
 
     exit = harness.exit()
 
-    # the exit carries what the outcome fact keeps; the live view (files) a longer tail
+    # the exit carries the most the ledger may keep (the engine cuts it to its option); the
+    # live view (files), the runner's tail_bytes
     total = 10_000_000 + len("END\n")
-    assert len(exit.stderr_tail) == OUTPUT_TAIL_BYTES
+    assert len(exit.stderr_tail) == OUTPUT_TAIL_LIMIT
     assert exit.stderr_tail.endswith("xxEND\n")
-    assert exit.stderr_dropped == total - OUTPUT_TAIL_BYTES
-    assert exit.stdout_tail is not None and len(exit.stdout_tail) == OUTPUT_TAIL_BYTES
+    assert exit.stderr_dropped == total - OUTPUT_TAIL_LIMIT
+    assert exit.stdout_tail is not None and len(exit.stdout_tail) == OUTPUT_TAIL_LIMIT
     assert exit.stdout_tail.endswith("xxOUT\n")
-    assert exit.stdout_dropped == total - OUTPUT_TAIL_BYTES
+    assert exit.stdout_dropped == total - OUTPUT_TAIL_LIMIT
     output = harness.runner.output("loud#1")
     assert output is not None and len(output.stderr) == len(output.stdout) == 64 * 1024
     assert output.stdout_dropped == output.stderr_dropped == total - 64 * 1024
@@ -372,23 +373,22 @@ def test_a_running_jobs_output_files_are_trimmed_to_their_tail_on_disk(
     release.touch()
     exit = harness.exit()
     assert exit.succeeded
-    assert len(exit.stderr_tail) == OUTPUT_TAIL_BYTES and exit.stderr_tail.endswith("xxERR-END\n")
-    assert exit.stderr_dropped == 20_000_000 + 8 - OUTPUT_TAIL_BYTES
+    assert len(exit.stderr_tail) == OUTPUT_TAIL_LIMIT and exit.stderr_tail.endswith("xxERR-END\n")
+    assert exit.stderr_dropped == 20_000_000 + 8 - OUTPUT_TAIL_LIMIT
     assert exit.stdout_tail is not None and exit.stdout_tail.endswith("xxOUT-END\n")
-    assert exit.stdout_dropped == 20_000_000 + 8 - OUTPUT_TAIL_BYTES
+    assert exit.stdout_dropped == 20_000_000 + 8 - OUTPUT_TAIL_LIMIT
 
 
 def test_a_tail_cut_inside_a_utf8_character_starts_at_the_next_whole_character(
     make_harness: MakeHarness,
 ) -> None:
     h = make_harness(tail_bytes=4)
-    h.runner.set_output_tail(4)  # the engine's output_tail_bytes
     h.start(start_run("utf8#1", sh("printf 'aé€' >&2")))  # 1 + 2 + 3 bytes
 
     exit = h.exit()
 
-    assert (exit.stderr_tail, exit.stderr_dropped) == ("€", 3)
-    output = h.runner.output("utf8#1")  # the live view, cut at tail_bytes the same way
+    assert (exit.stderr_tail, exit.stderr_dropped) == ("aé€", 0)  # within OUTPUT_TAIL_LIMIT
+    output = h.runner.output("utf8#1")  # the live view: the last tail_bytes
     assert output is not None and (output.stderr, output.stderr_dropped) == ("€", 3)
 
 
@@ -976,22 +976,30 @@ def test_the_engine_records_a_real_process_from_assignment_to_success(
     engine.close()
 
 
-def test_the_engine_has_the_runner_read_as_much_output_as_the_option_keeps(
-    make_harness: MakeHarness, tmp_path: Path
+@pytest.mark.parametrize(
+    ("at_spawn", "at_exit", "kept"),
+    [(6, 6, "56789\n"), (6, 100, "0123456789\n"), (100, 0, "")],
+)
+def test_the_output_tail_bytes_in_force_when_the_exit_is_recorded_bounds_the_ledger(
+    make_harness: MakeHarness, tmp_path: Path, at_spawn: int, at_exit: int, kept: str
 ) -> None:
     h = make_harness()
     engine = Engine.open(f"sqlite:///{tmp_path / 'ledger.db'}", SystemClock(), h.runner)
-    engine.execute(ChangeOptions(Options(output_tail_bytes=6)))
-    engine.execute(SubmitTask(target=Command(("sh", "-c", "echo 0123456789; echo abc >&2"))))
+    release = tmp_path / "release"
+    wait = f"while [ ! -e '{release}' ]; do sleep 0.02; done"
+    engine.execute(ChangeOptions(Options(output_tail_bytes=at_spawn)))
+    engine.execute(SubmitTask(target=Command(("sh", "-c", f"{wait}; echo 0123456789"))))
+    _tick_until(engine, h, lambda: any(isinstance(e, ev.RunStarted) for e in _facts(engine)))
+    engine.execute(ChangeOptions(Options(output_tail_bytes=at_exit)))
+    release.touch()
 
     _tick_until(engine, h, lambda: any(isinstance(e, ev.RunSucceeded) for e in _facts(engine)))
 
     facts = _facts(engine)
     (succeeded,) = [e for e in facts if isinstance(e, ev.RunSucceeded)]
-    assert (succeeded.stdout_tail, succeeded.stdout_dropped) == ("56789\n", 5)
-    assert (succeeded.stderr_tail, succeeded.stderr_dropped) == ("abc\n", 0)
+    assert (succeeded.stdout_tail, succeeded.stdout_dropped) == (kept, 11 - len(kept))
     [exit] = [x for e in facts if isinstance(e, ev.TickStarted) for x in e.exits]
-    assert exit.stdout_tail == "56789\n"  # read at the option's bound: the header holds no more
+    assert (exit.stdout_tail, exit.stdout_dropped) == (kept, 11 - len(kept))  # no more kept
     engine.close()
 
 

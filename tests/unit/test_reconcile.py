@@ -11,6 +11,7 @@ from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
 from cronledger.domain.reconcile import (
     RecordedOutput,
+    bound_exits,
     reconcile_exits,
     recorded_output,
 )
@@ -232,3 +233,28 @@ def test_an_output_tail_bytes_out_of_range_is_refused_naming_the_option(bad: int
     with pytest.raises(InvalidInput) as caught:
         w.do(cmd.ChangeOptions(Options(output_tail_bytes=bad)))
     assert caught.value.field == "output_tail_bytes" and "65536" in caught.value.fix
+
+
+@given(
+    st.one_of(st.text(), _LONG),
+    st.one_of(st.none(), st.text(), _LONG),
+    st.integers(min_value=0, max_value=OUTPUT_TAIL_LIMIT),
+)
+def test_bounding_the_exits_a_header_records_changes_nothing_the_facts_keep(
+    err: str, out: str | None, limit: int
+) -> None:
+    exit = RunExit(
+        run_id="r", kind=ExitKind.EXITED, finished_at=T0, exit_code=0,
+        stdout_tail=out, stdout_dropped=3, stderr_tail=err, stderr_dropped=5,
+    )  # fmt: skip
+    [bounded] = bound_exits([exit], limit)
+    assert recorded_output(bounded, limit) == recorded_output(exit, limit)
+    kept = recorded_output(exit, limit)
+    assert (bounded.stdout_tail, bounded.stderr_tail) == (kept.stdout_tail, kept.stderr_tail)
+    if out is not None:  # counted as the facts count them
+        assert (bounded.stdout_dropped, bounded.stderr_dropped) == (
+            kept.stdout_dropped,
+            kept.stderr_dropped,
+        )
+    if kept.stdout_tail == out and kept.stderr_tail == err:
+        assert bounded is exit  # nothing cut: no copy
