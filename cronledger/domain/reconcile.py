@@ -54,10 +54,15 @@ def bound_exits(exits: Sequence[RunExit], limit: int) -> list[RunExit]:
     """The exits with their tails cut as `recorded_output` cuts them (what a tick header
     records: no more output than the facts keep, whatever the runner read)."""
     out = []
+    short = limit // 4  # this many characters fit in any encoding
     for exit in exits:
+        stdout = exit.stdout_tail
+        if len(exit.stderr_tail) <= short and (stdout is None or len(stdout) <= short):
+            out.append(exit)  # the usual case, without building anything
+            continue
         kept = recorded_output(exit, limit)
         if kept.stdout_tail is exit.stdout_tail and kept.stderr_tail is exit.stderr_tail:
-            out.append(exit)  # nothing cut (the usual case: the same objects come back)
+            out.append(exit)  # nothing cut
         elif exit.stdout_tail is None:
             out.append(evolve(exit, stderr_tail=kept.stderr_tail))
         else:
