@@ -231,15 +231,24 @@ class RunOutput:
 
     run: RunRecord
     recorded_stderr: str
-    recorded_stdout: str | None = None
-    recorded_stdout_dropped: int | None = None
-    recorded_stderr_dropped: int | None = None
     stdout: str | None = None
     stdout_dropped: int = 0
     stderr: str | None = None
     stderr_dropped: int = 0
     stdout_file: str | None = None
     stderr_file: str | None = None
+
+    @property
+    def recorded_stdout(self) -> str | None:
+        return self.run.stdout_tail
+
+    @property
+    def recorded_stdout_dropped(self) -> int | None:
+        return self.run.stdout_dropped
+
+    @property
+    def recorded_stderr_dropped(self) -> int | None:
+        return self.run.stderr_dropped
 
     @property
     def files(self) -> bool:
@@ -257,13 +266,7 @@ def run_output(
         raise InvalidInput(
             "run_id", f"no run {run_id!r} in the ledger", "see `cronledger history` for run ids"
         )
-    result = RunOutput(
-        run=record,
-        recorded_stderr=record.stderr_tail,
-        recorded_stdout=record.stdout_tail,
-        recorded_stdout_dropped=record.stdout_dropped,
-        recorded_stderr_dropped=record.stderr_dropped,
-    )
+    result = RunOutput(run=record, recorded_stderr=record.stderr_tail)
     if state_dir is None or record.call is not None:
         return result
     # The process runner's layout: state_dir/runs/<name>.{st,out,err} (see process_runner.py).
