@@ -454,31 +454,36 @@ class Engine:
             self._flush_started()
         finally:
             self._defer_started = False
+            self._drain_requested = False  # honoured (or given up): a later run() dispatches
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
     def _loop(self, until: int | None, drain_timeout_ms: int, collector: CycleCollector) -> None:
         drain_deadline: int | None = None
         while not self._stop:
+            if self._drain_requested and drain_deadline is None:
+                # recorded before the next tick plans: no dispatch follows a drain request
+                drain_deadline = self.clock.now() + drain_timeout_ms
+                options = evolve(self._snapshot.options, draining=True)
+                self.execute(ChangeOptions(options))
+                log.info("draining: %d active runs", self._snapshot.active)
             plan = self.tick()
             collector.between_ticks()  # cycles are collected here, never in the middle of a tick
             again = plan.summary.more_due or self._caught_up  # work left, or foreign facts
             self._caught_up = False
-            if again and not self._drain_requested:  # (a drain request is recorded first)
+            if again:
                 continue  # the rest of the due batch (or what the caught-up facts allow), at once
             if self._unrecorded and not self._wake.is_set():
                 self._flush_started(wait=False)  # nothing wakes the loop at once: record now
             now = self.clock.now()
-            if self._drain_requested and drain_deadline is None:
-                drain_deadline = now + drain_timeout_ms
-                options = evolve(self._snapshot.options, draining=True)
-                self.execute(ChangeOptions(options))
-                log.info("draining: %d active runs", self._snapshot.active)
             if drain_deadline is not None and (self._snapshot.active == 0 or now >= drain_deadline):
                 return
             if until is not None and now >= until:
                 return
-            self.clock.sleep_until(self._next_wake(now, until, plan.summary.now), self._wake)
+            wake = self._next_wake(now, until, plan.summary.now)
+            if drain_deadline is not None:
+                wake = max(now, min(wake, drain_deadline))  # give up waiting on time
+            self.clock.sleep_until(wake, self._wake)
 
     def _next_wake(self, now: int, until: int | None, planned_at: int) -> int:
         """When to tick next; `planned_at` is the last tick's reading (what it could not start

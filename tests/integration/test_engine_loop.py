@@ -20,6 +20,7 @@ from cronledger.adapters.ledger import open_ledger
 from cronledger.adapters.runner import Runners, Started
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
+from cronledger.domain.tick import TickPlan
 from cronledger.domain.triggers import At, Every
 from cronledger.domain.values import (
     Call,
@@ -290,13 +291,16 @@ class _Spinning(AssertionError):
 
 def _count_ticks(engine: Engine, peaks: list[int]) -> None:
     """Wrap `engine.tick`: record the active runs after every tick (the only place runs are
-    assigned) and fail fast on a spin (many ticks at one clock reading that decide nothing)."""
+    assigned), by the ledger and by the runner, and fail fast on a spin (many ticks at one
+    clock reading that decide nothing)."""
     tick = engine.tick
     idle_at: list[int] = []
 
     def counted() -> object:
         plan = tick()
-        peaks.append(engine.snapshot.active)
+        runner = engine.runner
+        processes = runner.active() if runner is not None else 0  # what really runs
+        peaks.append(max(engine.snapshot.active, processes))
         if plan.events or plan.summary.more_due:
             idle_at.clear()
         else:
@@ -647,20 +651,75 @@ def test_health_after_a_tick_has_its_figures_and_the_tick_line_logs_them(
     }  # fmt: skip
 
 
-def test_a_drain_request_is_recorded_before_the_rest_of_a_dispatch_backlog() -> None:
+def test_a_drain_request_is_recorded_before_any_dispatch_of_a_backlog() -> None:
     clock = FakeClock(T0)
     engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(HOUR)))
-    engine.execute(cmd.ChangeOptions(Options(max_workers=100, max_per_tick=1)))
+    engine.execute(cmd.ChangeOptions(Options(max_workers=100)))
     for _ in range(30):
         engine.submit(Command(("job",)))
     engine.drain()
     engine.run(until=T0 + MINUTE, drain_timeout_ms=SECOND)
     events = [e for _, e in engine.ledger.read()]
+    assert any(isinstance(e, ev.OptionsChanged) and e.options.draining for e in events)
+    assert not any(isinstance(e, ev.RunAssigned) for e in events), "dispatched after the request"
+    assert clock.now() == T0, "nothing active: it stops at once"
+
+
+def test_a_drain_requested_while_running_dispatches_nothing_more() -> None:
+    clock = FakeClock(T0)
+    runner = FakeRunner(Script(HOUR))
+    engine = Engine(open_ledger("memory://"), clock, runner)
+    engine.execute(cmd.ChangeOptions(Options(max_workers=100, max_per_tick=1)))
+    for _ in range(30):
+        engine.submit(Command(("job",)))
+    ticks = 0
+    original = engine.tick
+
+    def tick() -> TickPlan:
+        nonlocal ticks
+        ticks += 1
+        if ticks == 3:  # e.g. SIGTERM arrives during the third tick of the backlog
+            engine.drain()
+        return original()
+
+    engine.tick = tick  # type: ignore[method-assign]
+    engine.run(until=T0 + MINUTE, drain_timeout_ms=SECOND)
+    events = [e for _, e in engine.ledger.read()]
     drained = next(
         i for i, e in enumerate(events) if isinstance(e, ev.OptionsChanged) and e.options.draining
     )
-    assert sum(isinstance(e, ev.RunAssigned) for e in events[:drained]) <= 1
-    assert sum(isinstance(e, ev.RunAssigned) for e in events) <= 1
+    assert sum(isinstance(e, ev.RunAssigned) for e in events[:drained]) == 3
+    assert not any(isinstance(e, ev.RunAssigned) for e in events[drained:])
+
+
+def test_a_drain_is_over_when_run_returns_a_later_run_dispatches_again() -> None:
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(SECOND)))
+    engine.drain()
+    engine.run(until=T0 + MINUTE, drain_timeout_ms=SECOND)  # nothing active: stops at once
+    assert engine.snapshot.options.draining
+    engine.submit(Command(("job",)))
+    engine.run(until=T0 + MINUTE)
+    assert not engine.snapshot.options.draining
+    assert len(_facts(engine, ev.RunSucceeded)) == 1
+    assert clock.now() == T0 + MINUTE, "ran until `until`, not stopped by the old drain"
+
+
+def test_draining_wakes_at_its_deadline_not_at_the_next_check() -> None:
+    clock = FakeClock(T0)
+    engine = Engine(
+        open_ledger("memory://"),
+        clock,
+        FakeRunner(Script(HOUR)),
+        idle_cap_ms=10 * MINUTE,
+        ledger_watch_ms=10 * MINUTE,
+    )
+    engine.submit(Command(("job",)))
+    engine.run(until=T0 + SECOND)
+    engine.drain()
+    engine.run(until=T0 + HOUR, drain_timeout_ms=30 * SECOND)
+    assert clock.now() == T0 + SECOND + 30 * SECOND
+    assert engine.snapshot.active == 1
 
 
 class _WritesOnce(FakeClock):
