@@ -472,6 +472,7 @@ class ProcessRunner:
         self._send_lock = threading.Lock()
         self._env_sent: dict[bytes, bytes] | dict[str, str] | None = None
         self._cwd_sent: str | None = None
+        self._peer_protocol = 1  # the connected supervisor's (from its hello)
         self._starting: subprocess.Popen[bytes] | None = None
         self._children: list[subprocess.Popen[bytes]] = []
         self._wake_r, self._wake_w = os.pipe()
@@ -515,14 +516,21 @@ class ProcessRunner:
                 self._queue([self._spawn_failed(command.run_id, error, now)])
                 continue
             env = dict(target.env) if target.env else None
-            path = env.get("PATH", os.defpath) if env else daemon_path
+            # the job runs with the daemon's environment plus the target's pairs: its PATH is
+            # the target's when it sets one, the daemon's otherwise
+            path = env.get("PATH", daemon_path) if env else daemon_path
             chosen = self._choose(command, target, path, checked)
             stem = run_file_name(command.run_id)
             if isinstance(chosen, str):
                 self._unspawnable(command.run_id, stem, chosen, now)
                 continue
             argv, exe, fallback = chosen
-            items.append([command.run_id, stem, argv, exe, fallback, env, target.cwd])
+            item = [command.run_id, stem, argv, exe, fallback, env, target.cwd]
+            if not fallback and target.fallback:  # for exec to fall back on (protocol 3)
+                spare = self._spare(command, target, path, checked)
+                if spare is not None:
+                    item.append(spare)
+            items.append(item)
         if not items:
             return []
         return self._hand_over(items, now)
@@ -726,6 +734,7 @@ class ProcessRunner:
         reply = json.loads(data.split(b"\n", 1)[0])
         self._env_sent = _environ_data()
         self._cwd_sent = cwd
+        self._peer_protocol = int(reply.get("v") or 1)
         pid: int = reply["pid"]
         return pid
 
@@ -807,6 +816,8 @@ class ProcessRunner:
             for item in items:
                 self._unspawnable(item[0], item[1], str(exc), now)
             return []
+        if self._peer_protocol < 3:  # an older supervisor takes 7 items: no spare
+            items = [item[:7] for item in items]
         message: Json = {"op": "spawn", "runs": items}
         env = _environ_data()
         if env != self._env_sent:
@@ -856,8 +867,10 @@ class ProcessRunner:
         """The argv to spawn, its program's path and whether it is the fallback, or why
         nothing can be spawned."""
         cwd = target.cwd
-        if cwd is not None and not os.path.isdir(cwd):
-            return f"working directory {cwd!r}: {os.strerror(errno.ENOENT)}"
+        if cwd is not None:
+            problem = _not_a_directory(cwd)
+            if problem is not None:
+                return f"working directory {cwd!r}: {problem}"
         argv = list(command.argv)
         if not argv:
             return "the command is empty"
@@ -873,6 +886,17 @@ class ProcessRunner:
         if not second.startswith("!"):
             return fallback, second, True
         return f"{exe[1:]}; fallback: {second[1:]}"
+
+    def _spare(
+        self, command: StartRun, target: Command, path: str, checked: dict[tuple[str, str], str]
+    ) -> list[Any] | None:
+        """[argv, exe] of the fallback, for the supervisor to spawn when exec refuses the
+        program it was given (None when the fallback cannot be spawned either)."""
+        fallback = list(command.fallback_argv or target.fallback or ())
+        if not fallback:
+            return None
+        exe = self._program(fallback[0], target.cwd, path, checked)
+        return None if exe.startswith("!") else [fallback, exe]
 
     def _program(
         self, program: str, cwd: str | None, path: str, checked: dict[tuple[str, str], str]
@@ -1370,6 +1394,19 @@ class ProcessRunner:
         """Wake the watcher thread (a new connection, deadline or lock-polled run, or close)."""
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"x")
+
+
+def _not_a_directory(path: str) -> str | None:
+    """Why a job cannot run in `path` (the OS's words), or None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not stat.S_ISDIR(mode):
+        return os.strerror(errno.ENOTDIR)
+    if not os.access(path, os.X_OK):
+        return os.strerror(errno.EACCES)
+    return None
 
 
 def _not_in_path(program: str, path: str) -> str:

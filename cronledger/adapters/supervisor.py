@@ -15,7 +15,9 @@ script with `python -I -S`, so it never imports the package.
   and stdout/stderr in the run's files; its pid and then its exact exit status are appended to
   the `.st` file before the lock is released and the connected runners are told.
 - The runner has already chosen the program (checked it exists and is executable, or picked
-  the fallback): a spawn here fails only for what exec itself refuses. Spawns are done one
+  the fallback): a spawn here fails only for what exec itself refuses (e.g. ENOEXEC: a script
+  with no `#!` line, or a program removed since the check). Where the runner sent the fallback
+  along (protocol 3), that is spawned instead and reported as a fallback run. Spawns are done one
   after the other on the main thread: `os.posix_spawn` holds the GIL until the child has
   exec'd, and on a loaded machine spawns are bound by CPU, not by waiting (measured: threads
   or a GIL-free posix_spawn did not make a batch faster, `fork` cost three times the CPU).
@@ -53,7 +55,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-PROTOCOL = 2  # 2: exits carry the stdout size too, for runners that say v >= 2
+PROTOCOL = 3  # 2: exits carry the stdout size too, for runners that say v >= 2
+#               3: a spawn item may carry the fallback to spawn when exec refuses the program
 LOCK_NAME = ".supervisor.lock"
 SOCKET_NAME = ".supervisor.sock"
 LOG_NAME = ".supervisor.log"
@@ -319,13 +322,15 @@ class Supervisor:
         """`hello` {env, cwd, keep, [v]} -> {pid, v} (keep: the output tail to keep when
         trimming; v: the runner's protocol).
         `spawn` {runs, [env], [cwd]} -> `spawned` {runs}:
-        each run [run_id, stem, argv, exe, fallback, env overrides, cwd] answered
+        each run [run_id, stem, argv, exe, fallback, env overrides, cwd, [spare]] answered
         [run_id, "ok", pid, fallback] / [run_id, "failed", error] / [run_id, "exists"].
         `watch` {req, ids} -> `watching` {req, runs: [run_id, pid or None, fallback]}.
         `kill` {id, grace}: no answer, the exit follows. The exits of the jobs a connection
         spawned or watches come as `exits` {runs: [run_id, code, escalated, stderr size]},
         code as os.waitstatus_to_exitcode (negative: killed by that signal), plus the stdout
-        size for runners that said v >= 2 (a size of 0 spares the runner reading the file)."""
+        size for runners that said v >= 2 (a size of 0 spares the runner reading the file).
+        `spare` (v >= 3, optional): [argv, exe] of the fallback, spawned when exec refuses the
+        program; the answer then says fallback true."""
         op = message.get("op")
         if "env" in message:
             conn.env = message["env"]
@@ -360,7 +365,8 @@ class Supervisor:
         """Claim, spawn and register one run: [run_id, "ok", pid, fallback] or
         [run_id, "failed", error] or [run_id, "exists"] (claimed before, and not a live job of
         ours: never spawned again)."""
-        run_id, stem, argv, exe, fallback, env, cwd = item
+        run_id, stem, argv, exe, fallback, env, cwd = item[:7]
+        spare = item[7] if len(item) > 7 and not fallback else None
         if not stem or "/" in stem or stem.startswith("."):
             return [run_id, "failed", f"bad run file name {stem!r}"]
         try:
@@ -380,7 +386,9 @@ class Supervisor:
             if os.fstat(fd).st_size:  # a restarted runner marked it never-started meanwhile
                 os.close(fd)
                 return [run_id, "exists"]
-            outcome = self._start(stem, argv, exe, env, cwd, conn)
+            outcome = self._start(stem, argv, exe, env, cwd, conn, spare)
+            if isinstance(outcome, tuple):
+                outcome, fallback = outcome[0], True
         except Exception as exc:
             outcome = f"cannot spawn {argv[0] if argv else ''!r}: {exc!r}"
             _log(f"spawning {run_id}:\n{traceback.format_exc()}")
@@ -412,9 +420,11 @@ class Supervisor:
         env_overrides: dict[str, str] | None,
         cwd: str | None,
         conn: _Conn,
-    ) -> int | str:
-        """Spawn `exe` with `argv` (the runner chose and checked both): the pid, or why it
-        could not be spawned."""
+        spare: list[Any] | None = None,
+    ) -> int | tuple[int] | str:
+        """Spawn `exe` with `argv` (the runner chose and checked both): the pid, (the pid,) of
+        the `spare` [argv, exe] spawned because exec refused `exe`, or why nothing could be
+        spawned."""
         job_cwd = os.path.join(conn.cwd, cwd) if cwd else conn.cwd
         if job_cwd != self.cwd:
             try:
@@ -428,22 +438,39 @@ class Supervisor:
         out = os.open(stem + ".out", flags, 0o600, dir_fd=self.dir_fd)
         try:
             err = os.open(stem + ".err", flags, 0o600, dir_fd=self.dir_fd)
+            actions = [
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, out, 1),
+                (os.POSIX_SPAWN_DUP2, err, 2),
+            ]
             try:
                 return os.posix_spawn(
                     exe,
                     argv,
                     env,
-                    file_actions=[
-                        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                        (os.POSIX_SPAWN_DUP2, out, 1),
-                        (os.POSIX_SPAWN_DUP2, err, 2),
-                    ],
+                    file_actions=actions,
                     setpgroup=0,
                     setsigdef=_RESET_FOR_JOBS,
                     setsigmask=(),
                 )
             except OSError as exc:
-                return f"{argv[0]}: {exc.strerror or exc}"
+                refused = f"{argv[0]}: {exc.strerror or exc}"
+                if not spare:
+                    return refused
+            try:
+                return (
+                    os.posix_spawn(
+                        spare[1],
+                        spare[0],
+                        env,
+                        file_actions=actions,
+                        setpgroup=0,
+                        setsigdef=_RESET_FOR_JOBS,
+                        setsigmask=(),
+                    ),
+                )
+            except OSError as exc:
+                return f"{refused}; fallback: {spare[0][0]}: {exc.strerror or exc}"
             finally:
                 os.close(err)
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -228,6 +229,20 @@ def test_a_program_that_cannot_be_spawned_runs_the_fallback_instead(
     assert output is not None and output.stdout == "fallback for fb#1\n"
 
 
+def test_a_program_exec_refuses_runs_the_fallback_instead(harness: Harness, tmp_path: Path) -> None:
+    script = tmp_path / "no-shebang"
+    script.write_text("echo never\n")
+    script.chmod(0o755)  # passes the runner's checks; exec refuses it (ENOEXEC)
+    command = start_run("fb-exec#1", [str(script)], fallback=["sh", "-c", "echo fallback ran"])
+
+    (started,) = harness.start(command)
+    exit = harness.exit()
+
+    assert started.fallback and started.pid
+    assert (exit.kind, exit.exit_code) == (ExitKind.EXITED, 0), exit.error
+    assert exit.stdout_tail == "fallback ran\n"
+
+
 def test_when_the_fallback_cannot_be_spawned_either_both_reasons_are_reported(
     harness: Harness,
 ) -> None:
@@ -246,6 +261,20 @@ def test_a_missing_working_directory_is_a_spawn_failure(harness: Harness, tmp_pa
     exit = harness.exit()
 
     assert exit.kind is ExitKind.SPAWN_FAILED and "gone" in exit.error
+    assert exit.error.endswith(os.strerror(errno.ENOENT))
+
+
+def test_a_working_directory_that_is_a_file_is_a_spawn_failure_saying_so(
+    harness: Harness, tmp_path: Path
+) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    harness.start(start_run("filecwd#1", ["true"], cwd=a_file))
+
+    exit = harness.exit()
+
+    assert exit.kind is ExitKind.SPAWN_FAILED
+    assert exit.error == f"working directory {str(a_file)!r}: {os.strerror(errno.ENOTDIR)}"
 
 
 def test_a_call_target_is_refused_as_a_spawn_failure(harness: Harness) -> None:
@@ -408,6 +437,23 @@ def test_env_pairs_are_added_to_the_daemon_environment_and_cwd_is_honoured(
     output = harness.runner.output("env#1")
     assert output is not None
     assert output.stdout.splitlines() == ["bar baz|inherited", str(work)]
+
+
+def test_a_program_is_looked_up_in_the_daemon_path_when_the_target_env_sets_no_path(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "only-on-daemon-path"
+    tool.write_text('#!/bin/sh\necho "found $FOO"\n')
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    harness.start(start_run("path#1", ["only-on-daemon-path"], env={"FOO": "it"}))
+
+    exit = harness.exit()
+    assert (exit.kind, exit.exit_code) == (ExitKind.EXITED, 0), exit.error
+    assert exit.stdout_tail == "found it\n"
 
 
 def test_argv_with_spaces_quotes_and_substitutions_is_passed_literally(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -75,3 +76,30 @@ def test_a_runner_of_protocol_2_gets_the_stdout_size_with_each_exit(runs: Path) 
 def test_an_older_runner_gets_the_exits_it_knows(runs: Path) -> None:
     # a daemon of the previous version, still connected after an upgrade, unpacks 4 items
     assert spawn_and_exit(Client(runs), "old", {}) == ["old", 0, False, 4]
+
+
+def test_exec_refusing_the_program_spawns_the_spare_sent_along_and_says_fallback(
+    runs: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "no-shebang"
+    script.write_text("echo never\n")
+    script.chmod(0o755)  # executable, but exec refuses it: ENOEXEC
+    client = Client(runs)
+    client.send({"op": "hello", "env": dict(os.environ), "cwd": os.getcwd(), "v": 3})
+    client.receive("hello")
+    sh = "/bin/sh"
+    spare = [["sh", "-c", "printf spare"], sh]
+    items = [
+        ["a", "a", ["no-shebang"], str(script), False, None, None, spare],  # protocol 3
+        ["b", "b", ["no-shebang"], str(script), False, None, None],  # an older runner's item
+        ["c", "c", ["no-shebang"], str(script), False, None, None, [["x"], str(script)]],
+    ]
+    client.send({"op": "spawn", "runs": items})
+    a, b, c = client.receive("spawned")["runs"]
+    assert a[:2] == ["a", "ok"] and a[3] is True
+    assert b == ["b", "failed", f"no-shebang: {os.strerror(errno.ENOEXEC)}"]
+    enoexec = os.strerror(errno.ENOEXEC)
+    assert c == ["c", "failed", f"no-shebang: {enoexec}; fallback: x: {enoexec}"]
+    assert (runs / "a.st").read_text().split()[1] == "1", "the .st says fallback too"
+    [exit] = client.receive("exits")["runs"]
+    assert exit[:2] == ["a", 0] and (runs / "a.out").read_text() == "spare"
