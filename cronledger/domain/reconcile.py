@@ -114,8 +114,8 @@ def reconcile_exit(snapshot: Snapshot, exit: RunExit, now: int) -> list[ev.Event
     started = run.started_at if run.started_at is not None else run.assigned_at
     duration = max(0, exit.finished_at - started)
     output = recorded_output(exit, snapshot.options.output_tail_bytes)
-    if exit.succeeded:
-        out: list[ev.Event] = [
+    if exit.succeeded and run.cancelling != "timeout":  # a timeout is a failure (§8), even
+        out: list[ev.Event] = [  # when the job traps the SIGTERM and exits 0
             ev.RunSucceeded(
                 at=now,
                 run_id=run.run_id,

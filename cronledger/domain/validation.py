@@ -39,6 +39,29 @@ def _non_negative(value: int | None, field: str, fix: str) -> None:
         raise InvalidInput(field, f"{value!r} is negative", fix)
 
 
+def _validate_argv(argv: tuple[str, ...], field: str) -> None:
+    if not all(isinstance(a, str) and "\0" not in a for a in argv) or not argv[0]:
+        raise InvalidInput(
+            field,
+            f"{list(argv)!r} is not a list of strings with a program first",
+            "pass argv as strings (no NUL characters), program first",
+        )
+
+
+def _validate_env(env: object, field: str) -> None:
+    fix = "give a mapping of names to strings, e.g. {'LANG': 'C'}, or (name, value) pairs"
+    if not isinstance(env, tuple):
+        raise InvalidInput(field, f"{env!r} is not a mapping or a list of pairs", fix)
+    for pair in env:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise InvalidInput(field, f"{pair!r} is not a (name, value) pair", fix)
+        key, value = pair
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise InvalidInput(field, f"{key!r} is not an environment variable name", fix)
+        if not isinstance(value, str) or "\0" in value:
+            raise InvalidInput(field, f"the value of {key} ({value!r}) is not a string", fix)
+
+
 def validate_target(target: Target, field: str = "target") -> None:
     if isinstance(target, Command):
         if not target.argv:
@@ -47,25 +70,20 @@ def validate_target(target: Target, field: str = "target") -> None:
                 "the command is empty",
                 "give the program and its arguments, e.g. ['echo', 'hi']",
             )
-        if not all(isinstance(a, str) for a in target.argv) or not target.argv[0]:
-            raise InvalidInput(
-                f"{field}.argv",
-                f"{list(target.argv)!r} is not a list of strings with a program first",
-                "pass argv as strings, program first",
-            )
-        if target.fallback is not None and not target.fallback:
-            raise InvalidInput(
-                f"{field}.fallback",
-                "the fallback command is empty",
-                "omit it or give a program and its arguments",
-            )
-        for key, _ in target.env:
-            if not key or "=" in key:
+        _validate_argv(target.argv, f"{field}.argv")
+        if target.fallback is not None:
+            if not isinstance(target.fallback, tuple) or not target.fallback:
                 raise InvalidInput(
-                    f"{field}.env",
-                    f"{key!r} is not an environment variable name",
-                    "use NAME=value pairs",
+                    f"{field}.fallback",
+                    f"{target.fallback!r} is not a command",
+                    "omit it or give a program and its arguments, e.g. ['echo', 'hi']",
                 )
+            _validate_argv(target.fallback, f"{field}.fallback")
+        _validate_env(target.env, f"{field}.env")
+        if target.cwd is not None and (not isinstance(target.cwd, str) or not target.cwd):
+            raise InvalidInput(
+                f"{field}.cwd", f"{target.cwd!r} is not a directory path", "give a path or omit it"
+            )
     elif isinstance(target, Call):
         if not target.name:
             raise InvalidInput(

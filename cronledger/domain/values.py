@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 import attrs
@@ -43,14 +44,31 @@ class Retry:
 NO_RETRY = Retry()
 
 
+def _env_pairs(value: object) -> object:
+    """`env` as given: None, a mapping or (name, value) pairs -> a tuple of pairs; anything
+    else is left as it is, for validation to name."""
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):  # sorted: the order of a mapping is no change
+        return tuple(sorted(value.items(), key=lambda item: str(item[0])))
+    if isinstance(value, tuple | list):
+        return tuple(tuple(p) if isinstance(p, tuple | list) else p for p in value)
+    return value
+
+
+def _optional_argv(value: object) -> object:
+    return tuple(value) if isinstance(value, tuple | list) else value
+
+
 @attrs.frozen
 class Command:
-    """A subprocess target: argv only (never a shell), optional env, cwd and fallback argv."""
+    """A subprocess target: argv only (never a shell), optional env (a mapping or pairs), cwd
+    and fallback argv."""
 
     argv: tuple[str, ...] = attrs.field(converter=tuple)
-    env: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_env_pairs)
     cwd: str | None = None
-    fallback: tuple[str, ...] | None = None
+    fallback: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_argv)
 
 
 @attrs.frozen

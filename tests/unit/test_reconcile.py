@@ -96,6 +96,20 @@ def test_a_timeout_cancels_the_run_and_counts_as_a_failure_that_retries() -> Non
     assert w.of(ev.RetryPlanned)[0].attempt == 2
 
 
+def test_a_timed_out_run_that_exits_0_after_its_sigterm_still_counts_as_a_timeout() -> None:
+    w = World(Script(10 * MINUTE, 0))
+    w.add(spec("job", timeout_ms=30 * SECOND, retry=Retry(2, SECOND)))
+    w.run_until(T0 + MINUTE + 30 * SECOND)
+    [run] = w.snapshot.runs.values()
+    assert run.cancelling == "timeout"
+    clean = RunExit(run_id=run.run_id, kind=ExitKind.EXITED, finished_at=w.now, exit_code=0)
+    events = reconcile_exits(w.snapshot, [clean], w.now)
+    assert not any(isinstance(e, ev.RunSucceeded) for e in events)
+    [failed] = [e for e in events if isinstance(e, ev.RunFailed)]
+    assert (failed.reason, failed.exit_code, failed.final) == ("timeout", 0, False)
+    assert any(isinstance(e, ev.RetryPlanned) for e in events)
+
+
 def test_an_exit_for_a_run_already_reconciled_decides_nothing() -> None:
     w = World(Script(SECOND, 0))
     w.add(spec("job"))

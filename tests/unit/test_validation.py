@@ -33,6 +33,17 @@ from tests.harness import T0, World, spec
         ({"trigger": Every(500, T0)}, "trigger.interval", ""),
         ({"trigger": At(T0 - 1)}, "trigger.at", "past"),
         ({"target": Command(())}, "target.argv", "empty"),
+        ({"target": Command(("a\0b",))}, "target.argv", "NUL"),
+        ({"target": Command(("x",), env="A=1")}, "target.env", "not a mapping"),
+        ({"target": Command(("x",), env=[("A", "1", "2")])}, "target.env", "pair"),
+        ({"target": Command(("x",), env={"A=B": "1"})}, "target.env", "variable name"),
+        ({"target": Command(("x",), env={"": "1"})}, "target.env", "variable name"),
+        ({"target": Command(("x",), env={"A": None})}, "target.env", "value of A"),
+        ({"target": Command(("x",), env={"A": "\0"})}, "target.env", "value of A"),
+        ({"target": Command(("x",), fallback=())}, "target.fallback", "not a command"),
+        ({"target": Command(("x",), fallback=("",))}, "target.fallback", "program first"),
+        ({"target": Command(("x",), fallback=(1,))}, "target.fallback", "strings"),
+        ({"target": Command(("x",), cwd="")}, "target.cwd", "directory"),
         ({"priority": -1}, "priority", "negative"),
         ({"misfire_grace_ms": -5}, "misfire_grace", "negative"),
         ({"fire_limit": 0}, "fire_limit", ""),
@@ -49,6 +60,18 @@ def test_a_bad_spec_is_rejected_naming_the_field(
     assert words in str(caught.value)
     assert isinstance(caught.value, CronledgerError)
     assert w.log == [], "nothing is recorded for bad input"
+
+
+def test_command_env_may_be_none_a_mapping_or_pairs_all_stored_as_pairs() -> None:
+    pairs = (("AB", "1"), ("LANG", "C"))
+    assert Command(("x",), env=None).env == ()
+    assert Command(("x",), env={"LANG": "C", "AB": "1"}).env == pairs  # sorted; not ("A", "B")
+    assert Command(("x",), env=[["AB", "1"], ["LANG", "C"]]).env == pairs
+    assert Command(("x",), env={"LANG": "C", "AB": "1"}) == Command(("x",), env=pairs)
+    assert Command(("x",), fallback=["y", "z"]).fallback == ("y", "z")
+    w = World()
+    w.add(spec("job", target=Command(("x",), env={"LANG": "C"})))
+    assert w.snapshot.schedules["job"].spec.target == Command(("x",), env=(("LANG", "C"),))
 
 
 def test_a_bad_schedule_id_is_rejected() -> None:
