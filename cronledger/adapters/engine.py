@@ -205,6 +205,7 @@ class Engine:
         hold: str | None = None,
         max_attempts: int = 1,
         backoff_ms: int = 1000,
+        max_backoff_ms: int = 3_600_000,
         timeout_ms: int | None = None,
     ) -> str:
         """Queue a one-off task without a schedule (durable at once); returns its entry id."""
@@ -215,6 +216,7 @@ class Engine:
                 hold=hold,
                 max_attempts=max_attempts,
                 backoff_ms=backoff_ms,
+                max_backoff_ms=max_backoff_ms,
                 timeout_ms=timeout_ms,
             )
         )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import shlex
 import tomllib
@@ -176,11 +177,22 @@ def load_schedules(
         raise InvalidInput(
             "file", f"{file} cannot be read: {error.strerror}", "check the path"
         ) from None
-    return parse_schedules(text, now_ms=now_ms, source=str(file), base_options=base_options)
+    return parse_schedules(
+        text,
+        now_ms=now_ms,
+        source=str(file),
+        base_options=base_options,
+        base_dir=os.path.dirname(os.path.abspath(file)),
+    )
 
 
 def parse_schedules(
-    text: str, *, now_ms: int, source: str = "<string>", base_options: Options | None = None
+    text: str,
+    *,
+    now_ms: int,
+    source: str = "<string>",
+    base_options: Options | None = None,
+    base_dir: str | None = None,
 ) -> SchedulesFile:
     """Parse the text of a schedules file.
 
@@ -188,7 +200,8 @@ def parse_schedules(
     domain/apply_plan.py). A one-shot `at` in the past is accepted here, so a file stays
     loadable after its one-shot fired; the planner refuses to add or change one. The
     `[options]` table is applied on top of `base_options` (default `Options()`: keys left out
-    take their defaults, so the table states the options completely).
+    take their defaults, so the table states the options completely). A relative `cwd` is
+    resolved against `base_dir` (`load_schedules`: the file's directory).
     """
     try:
         data = tomllib.loads(text)
@@ -210,7 +223,9 @@ def parse_schedules(
     unanchored: set[str] = set()
     for name, table in tables.items():
         where = f"schedules.{_quoted(name)}"
-        spec = spec_from_table(name, table, now_ms=now_ms, where=where, past_at_ok=True)
+        spec = spec_from_table(
+            name, table, now_ms=now_ms, where=where, past_at_ok=True, base_dir=base_dir
+        )
         specs.append(spec)
         state = paused_from_table(table, where=where)
         if state is not None:
@@ -247,13 +262,15 @@ def spec_from_table(
     now_ms: int,
     where: str = "",
     past_at_ok: bool = False,
+    base_dir: str | None = None,
 ) -> ScheduleSpec:
     """Validate one schedule table (file keys, see `KEYS`) into a `ScheduleSpec`.
 
     Errors are InvalidInput whose field is `where.key` (or the bare key when `where` is empty).
     An `every` without `anchor` is anchored at `now_ms`. An `at` must be after `now_ms` unless
     `past_at_ok` (used for files, where the planner decides). `paused` is checked but is not
-    part of a spec: read it with `paused_from_table`.
+    part of a spec: read it with `paused_from_table`. A relative `cwd` is joined to `base_dir`
+    when one is given (the job runs wherever the daemon was started otherwise).
     """
     table_field = where or "schedule"
     if not isinstance(table, Mapping):
@@ -267,7 +284,7 @@ def spec_from_table(
         validate_schedule_id(name, table_field)
     except InvalidInput as error:
         raise InvalidInput(table_field, error.problem, error.fix) from None
-    p = _Parser(table, where, now_ms)
+    p = _Parser(table, where, now_ms, base_dir)
     trigger = p.trigger(past_at_ok)
     target = p.target()
     concurrency = p.choice("concurrency", _CONCURRENCY, ConcurrencyPolicy.FORBID)
@@ -326,7 +343,10 @@ def spec_from_table(
 class _Parser:
     """Reads the keys of one schedule table, each error naming `where.key`."""
 
-    def __init__(self, table: Mapping[str, Any], where: str, now_ms: int) -> None:
+    def __init__(
+        self, table: Mapping[str, Any], where: str, now_ms: int, base_dir: str | None = None
+    ) -> None:
+        self.base_dir = base_dir
         self.table = table
         self.where = where
         self.now_ms = now_ms
@@ -509,6 +529,8 @@ class _Parser:
             cwd = self.string("cwd", 'cwd = "/srv/app"')
             if cwd == "":
                 raise InvalidInput(self.field("cwd"), "is empty", "give a directory or drop it")
+            if cwd is not None and self.base_dir is not None and not os.path.isabs(cwd):
+                cwd = os.path.normpath(os.path.join(self.base_dir, cwd))
             # The ignore: mypy's attrs plugin cannot type Command's `converter=tuple`.
             target = Command(argv, env=self.env(), cwd=cwd, fallback=fallback)  # type: ignore[arg-type]
         try:

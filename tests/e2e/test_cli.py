@@ -522,6 +522,14 @@ def test_pause_resume_remove_and_trigger_show_in_list(seeded: Cli) -> None:
     assert seeded.json("history", "job")["runs"] == []  # a removed schedule keeps its history
 
 
+def test_a_relative_cwd_is_stored_resolved_against_where_the_command_was_typed(
+    cli: Cli, tmp_path: Path
+) -> None:
+    cli.ok("add", "x", "--every", "1h", "--cwd", "app/../work", "--", "true")
+    target = schedules_in(cli)["x"]["spec"]["target"]
+    assert target["cwd"] == str(cli.cwd / "work")  # not left to the daemon's directory
+
+
 def test_update_with_a_new_command_keeps_env_cwd_and_fallback(cli: Cli, tmp_path: Path) -> None:
     cli.ok("add", "x", "--every", "1h", "--env", "A=1", "--cwd", str(tmp_path),
            "--fallback", "echo fb", "--", "echo", "old")  # fmt: skip
@@ -1403,3 +1411,21 @@ def test_hold_release_and_cancel_a_queue_entry(cli: Cli) -> None:
     with cli.unchanged():
         cli.fails("cancel", entry, mentions=[entry, "cronledger status"])
         cli.fails("hold", "nope", mentions=["nope"])
+
+
+def test_run_applies_the_config_file_and_max_workers_and_records_them(
+    cli: Cli, tmp_path: Path
+) -> None:
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        '[options]\nmax_workers = 3\nbatch_size = 7\nmisfire_grace = "2m"\n'
+        "output_tail_bytes = 100\n"
+    )
+    done = cli("run", "--once", "--config", str(config), "--max-workers", "5")
+    assert done.returncode == 0, shown(done)
+    options = cli.json("status")["options"]
+    assert (options["max_workers"], options["batch_size"]) == (5, 7)  # the flag wins
+    assert (options["misfire_grace_ms"], options["output_tail_bytes"]) == (120_000, 100)
+    assert options["draining"] is False
+    report = cli.json("verify")
+    assert report["ok"], report

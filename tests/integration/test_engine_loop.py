@@ -100,7 +100,14 @@ def test_a_command_from_another_thread_wakes_a_sleeping_engine() -> None:
     calls = CallRunner(4)
     done = threading.Event()
     calls.register("work", done.set)
-    clock = SystemClock()
+    sleeping = threading.Event()
+
+    class Clock(SystemClock):
+        def sleep_until(self, instant: int, wake: threading.Event) -> None:
+            sleeping.set()  # the loop goes to sleep (for 15 s)
+            super().sleep_until(instant, wake)
+
+    clock = Clock()
     engine = Engine(
         open_ledger("memory://"),
         clock,
@@ -111,7 +118,7 @@ def test_a_command_from_another_thread_wakes_a_sleeping_engine() -> None:
     calls.set_wake(engine.wake)
     loop = threading.Thread(target=engine.run, daemon=True)
     loop.start()
-    time.sleep(0.05)  # let the loop go to sleep (it would sleep 15 s)
+    assert sleeping.wait(5), "the loop never went to sleep"
     engine.execute(cmd.AddSchedule(_spec("soon", At(clock.now() + 300))))
     assert done.wait(5), "the scheduled call did not run"
     engine.stop()
@@ -758,3 +765,18 @@ def test_facts_another_process_appended_are_acted_on_in_the_next_tick_at_once() 
     assigned = [e for e in _facts(engine, ev.RunAssigned) if isinstance(e, ev.RunAssigned)]
     [retry] = [e for e in assigned if e.attempt == 2]
     assert retry.at == clock.written_at  # the same reading: no second ledger check (1 s) needed
+
+
+def test_a_submitted_task_retries_with_its_backoff_capped_at_max_backoff() -> None:
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(0, 1)))
+    engine.submit(
+        Command(("job",)), max_attempts=4, backoff_ms=10 * SECOND, max_backoff_ms=15 * SECOND
+    )
+    engine.run(until=T0 + MINUTE)
+    retries = _facts(engine, ev.RetryPlanned)
+    assert [r.not_before - r.at for r in retries if isinstance(r, ev.RetryPlanned)] == [
+        10 * SECOND,
+        15 * SECOND,
+        15 * SECOND,
+    ]

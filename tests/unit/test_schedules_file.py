@@ -367,3 +367,19 @@ def test_the_demo_file_parses_and_plans_five_adds() -> None:
     plan = file.plan(EMPTY, T0)
     assert [c.action for c in plan.changes] == ["add"] * 5
     assert file.options is not None
+
+
+def test_a_relative_cwd_in_a_file_is_resolved_against_the_file_s_directory(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "conf" / "schedules.toml"
+    file.parent.mkdir()
+    file.write_text(
+        '[schedules.a]\nevery = "1m"\ncommand = ["true"]\ncwd = "../app"\n'
+        '[schedules.b]\nevery = "1m"\ncommand = ["true"]\ncwd = "/srv"\n'
+    )
+    specs = {s.id: s for s in load_schedules(file, now_ms=T0).schedules}
+    assert isinstance(specs["a"].target, Command) and isinstance(specs["b"].target, Command)
+    assert specs["a"].target.cwd == str(tmp_path / "app")
+    assert specs["b"].target.cwd == "/srv"
+    assert parse(cwd="rel").target.cwd == "rel", "a lone table has no directory to resolve by"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from typing import Any
 
@@ -103,6 +104,8 @@ def table_from_args(args: argparse.Namespace) -> dict[str, Any]:
             duration(table[key], FLAG_OF[key], zero_ok=zero_ok)  # e.g. -5s: "must be positive"
     if "fallback" in table:
         table["fallback"] = shlex.split(table["fallback"])
+    if table.get("cwd"):  # relative to where the command is typed, not to the daemon's
+        table["cwd"] = os.path.abspath(table["cwd"])
     if args.env is not None:
         env: dict[str, str] = {}
         for item in args.env:
