@@ -438,43 +438,56 @@ class Supervisor:
         out = os.open(stem + ".out", flags, 0o600, dir_fd=self.dir_fd)
         try:
             err = os.open(stem + ".err", flags, 0o600, dir_fd=self.dir_fd)
-            actions = [
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, out, 1),
-                (os.POSIX_SPAWN_DUP2, err, 2),
-            ]
             try:
-                return os.posix_spawn(
-                    exe,
-                    argv,
-                    env,
-                    file_actions=actions,
-                    setpgroup=0,
-                    setsigdef=_RESET_FOR_JOBS,
-                    setsigmask=(),
-                )
-            except OSError as exc:
-                refused = f"{argv[0]}: {exc.strerror or exc}"
-                if not spare:
-                    return refused
-            try:
-                return (
-                    os.posix_spawn(
-                        spare[1],
-                        spare[0],
-                        env,
-                        file_actions=actions,
-                        setpgroup=0,
-                        setsigdef=_RESET_FOR_JOBS,
-                        setsigmask=(),
-                    ),
-                )
-            except OSError as exc:
-                return f"{refused}; fallback: {spare[0][0]}: {exc.strerror or exc}"
+                return self._exec(argv, exe, env, out, err, spare)
             finally:
                 os.close(err)
         finally:
             os.close(out)
+
+    @staticmethod
+    def _exec(
+        argv: list[str],
+        exe: str,
+        env: dict[str, str],
+        out: int,
+        err: int,
+        spare: list[Any] | None,
+    ) -> int | tuple[int] | str:
+        """posix_spawn `exe` (or, when exec refuses it, the `spare` [argv, exe]) with stdin
+        /dev/null and stdout/stderr on `out`/`err` (left open: the caller closes them)."""
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, out, 1),
+            (os.POSIX_SPAWN_DUP2, err, 2),
+        ]
+        try:
+            return os.posix_spawn(
+                exe,
+                argv,
+                env,
+                file_actions=actions,
+                setpgroup=0,
+                setsigdef=_RESET_FOR_JOBS,
+                setsigmask=(),
+            )
+        except OSError as exc:
+            refused = f"{argv[0]}: {exc.strerror or exc}"
+            if not spare:
+                return refused
+        try:
+            pid = os.posix_spawn(
+                spare[1],
+                spare[0],
+                env,
+                file_actions=actions,
+                setpgroup=0,
+                setsigdef=_RESET_FOR_JOBS,
+                setsigmask=(),
+            )
+        except OSError as exc:
+            return f"{refused}; fallback: {spare[0][0]}: {exc.strerror or exc}"
+        return (pid,)
 
     def _kill(self, run_id: str, grace: float) -> None:
         """SIGTERM the job's group now, SIGKILL it after `grace` if it is still ours."""

@@ -103,3 +103,34 @@ def test_exec_refusing_the_program_spawns_the_spare_sent_along_and_says_fallback
     assert (runs / "a.st").read_text().split()[1] == "1", "the .st says fallback too"
     [exit] = client.receive("exits")["runs"]
     assert exit[:2] == ["a", 0] and (runs / "a.out").read_text() == "spare"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc")
+def test_spawning_leaves_no_descriptor_open_in_the_supervisor(runs: Path, tmp_path: Path) -> None:
+    script = tmp_path / "no-shebang"
+    script.write_text("echo never\n")
+    script.chmod(0o755)
+    client = Client(runs)
+    client.send({"op": "hello", "env": dict(os.environ), "cwd": os.getcwd(), "v": 3})
+    pid = client.receive("hello")["pid"]
+
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+
+    def batch(tag: str) -> None:
+        sh = ["sh", "-c", "true"], "/bin/sh"
+        items = [[f"{tag}{i}", f"{tag}{i}", *sh, False, None, None] for i in range(10)]
+        items.append([f"{tag}s", f"{tag}s", ["x"], str(script), False, None, None, [*sh]])
+        items.append([f"{tag}r", f"{tag}r", ["x"], str(script), False, None, None])
+        client.send({"op": "spawn", "runs": items})
+        answers = client.receive("spawned")["runs"]
+        assert [a[1] for a in answers] == ["ok"] * 11 + ["failed"]
+        exited = 0
+        while exited < 11:
+            exited += len(client.receive("exits")["runs"])
+
+    batch("a")  # (the first batch may open what the supervisor keeps, e.g. /dev/null lookups)
+    before = fds()
+    batch("b")
+    batch("c")
+    assert fds() == before, "each spawn leaks a descriptor"
