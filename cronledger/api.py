@@ -544,22 +544,25 @@ def open(
     clock: Clock | None = None,
     runner: Runner | None = None,
     max_threads: int = 16,
+    node: str | None = None,
 ) -> Scheduler:
     """Open a scheduler on the ledger at `url` (memory://, sqlite:///path.db, postgresql://...).
 
     By default it runs commands as supervised subprocesses (their files under `state_dir`,
     default beside an SQLite ledger) and `Call` targets on `max_threads` threads, on the system
     clock. Pass `clock` (e.g. a FakeClock) and/or `runner` (e.g. a FakeRunner) for tests.
+    `node` names this engine on the runs it starts (with the real runners, default
+    HOST:STATE_DIR): at start-up it adopts only its own active runs and unnamed ones.
     """
-    from cronledger.adapters.daemon import build_engine, default_state_dir
+    from cronledger.adapters.daemon import build_engine, default_node, default_state_dir
     from cronledger.adapters.engine import Engine
     from cronledger.adapters.ledger import open_ledger
 
     directory = Path(state_dir) if state_dir is not None else default_state_dir(url)
     if clock is None and runner is None:
-        return Scheduler(build_engine(url, directory, max_threads), state_dir=directory)
+        return Scheduler(build_engine(url, directory, max_threads, node), state_dir=directory)
     if runner is not None:
-        return Scheduler(Engine(open_ledger(url), clock, runner), state_dir=directory)
+        return Scheduler(Engine(open_ledger(url), clock, runner, node=node), state_dir=directory)
     # A given clock with the real runners (what build_engine wires on the system clock).
     from cronledger.adapters.call_runner import CallRunner
     from cronledger.adapters.process_runner import ProcessRunner
@@ -568,5 +571,6 @@ def open(
     assert clock is not None
     calls = CallRunner(max_threads, clock=clock.now)
     processes = ProcessRunner(directory, clock=clock.now)
-    engine = Engine(open_ledger(url), clock, Runners(processes, calls, clock.now))
+    runners = Runners(processes, calls, clock.now)
+    engine = Engine(open_ledger(url), clock, runners, node=node or default_node(directory))
     return Scheduler(engine, state_dir=directory)

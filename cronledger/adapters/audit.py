@@ -419,6 +419,7 @@ def active_run_json(run: ActiveRun) -> Json:
         "pid": run.pid,
         "fallback": run.fallback,
         "cancelling": run.cancelling,
+        "node": run.node,
     }
 
 

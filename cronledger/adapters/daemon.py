@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,18 +40,33 @@ def default_state_dir(url: str) -> Path:
     return Path("cronledger-runs")
 
 
-def build_engine(url: str, state_dir: Path, max_threads: int = 16) -> Engine:
+def build_engine(
+    url: str, state_dir: Path, max_threads: int = 16, node: str | None = None
+) -> Engine:
     """The composition root of a daemon: ledger, system clock, process and call runners."""
-    return engine_on(open_ledger(url), state_dir, max_threads)
+    return engine_on(open_ledger(url), state_dir, max_threads, node)
 
 
-def engine_on(ledger: Ledger, state_dir: Path, max_threads: int = 16) -> Engine:
-    """`build_engine` on an open ledger; the state dir is made only once the ledger opened."""
+def default_node(state_dir: Path) -> str:
+    """A daemon's node name: this host and its state dir, the place its runs live on."""
+    return f"{socket.gethostname()}:{os.path.abspath(state_dir)}"
+
+
+def engine_on(
+    ledger: Ledger, state_dir: Path, max_threads: int = 16, node: str | None = None
+) -> Engine:
+    """`build_engine` on an open ledger; the state dir is made only once the ledger opened.
+    The engine's node name is `node`, by default `default_node(state_dir)`."""
     clock = SystemClock()
     try:
         calls = CallRunner(max_threads, clock=clock.now)
         processes = ProcessRunner(state_dir, clock=clock.now)
-        engine = Engine(ledger, clock, Runners(processes, calls, clock.now))
+        engine = Engine(
+            ledger,
+            clock,
+            Runners(processes, calls, clock.now),
+            node=node or default_node(state_dir),
+        )
     except BaseException:
         ledger.close()
         raise
@@ -66,11 +83,12 @@ class Settings:
     until: int | None = None
     once: bool = False
     drain_timeout_ms: int = 60_000
+    node: str | None = None  # None: default_node(state_dir)
 
 
 def serve(ledger: Ledger, settings: Settings) -> int:
     """Run the daemon on `ledger` (closed at the end): ticks until signalled or `until`."""
-    engine = engine_on(ledger, settings.state_dir)
+    engine = engine_on(ledger, settings.state_dir, node=settings.node)
     try:
         options = options_from_mapping(dict(settings.options), engine.snapshot.options)
         engine.execute(ChangeOptions(options))
@@ -125,7 +143,7 @@ def _set_draining(engine: Engine, draining: bool) -> None:
 def _log_start(engine: Engine, settings: Settings) -> None:
     s, o = engine.snapshot, engine.snapshot.options
     log.info(
-        "started: ledger %s at position %d, %d schedules, %d active runs, state %s; "
+        "started: ledger %s at position %d, %d schedules, %d active runs, state %s, node %s; "
         "max_workers=%d max_per_tick=%d batch_size=%d headroom=%d/%d misfire_grace=%dms "
         "output_tail_bytes=%d%s",
         settings.ledger_url,
@@ -133,6 +151,7 @@ def _log_start(engine: Engine, settings: Settings) -> None:
         len(s.schedules),
         s.active,
         settings.state_dir,
+        engine.node,
         o.max_workers,
         o.max_per_tick,
         o.batch_size,

@@ -37,7 +37,7 @@ from cronledger.domain.evolve import evolve
 from cronledger.domain.handlers import handle
 from cronledger.domain.health import Health, health
 from cronledger.domain.reconcile import bound_exits
-from cronledger.domain.state import EMPTY, Snapshot
+from cronledger.domain.state import EMPTY, ActiveRun, Snapshot
 from cronledger.domain.tick import TickPlan, next_wake, plan_tick
 from cronledger.domain.values import RunExit, Target
 from cronledger.errors import InvalidInput, LedgerConflict
@@ -91,8 +91,12 @@ class Engine:
         *,
         idle_cap_ms: int = IDLE_CAP_MS,
         ledger_watch_ms: int = LEDGER_WATCH_MS,
+        node: str | None = None,
     ) -> None:
         self.ledger = ledger
+        # This engine's name, recorded on the runs it dispatches: at start-up it adopts only
+        # its own (and unnamed ones); None adopts every active run.
+        self.node = node
         self.clock: Clock = clock or SystemClock()
         self.runner = runner
         self.idle_cap_ms = idle_cap_ms
@@ -307,7 +311,7 @@ class Engine:
             # runners read up to OUTPUT_TAIL_LIMIT of output; the header and the facts keep
             # what the option in force allows (decided again after a conflict)
             exits = bound_exits(self._exits, snapshot.options.output_tail_bytes)
-            plans.append(plan_tick(base, now, exits))
+            plans.append(plan_tick(base, now, exits, self.node))
             if plans[-1].commands:
                 self._crash.reached("before_append")
             if started:
@@ -434,8 +438,16 @@ class Engine:
             self.execute(ChangeOptions(options))
         if self.runner is not None and self._snapshot.runs:
             now = self.clock.now()
-            runs = sorted(self._snapshot.runs.values(), key=lambda r: r.run_id)
+            runs = sorted(
+                (r for r in self._snapshot.runs.values() if self._owns(r)),
+                key=lambda r: r.run_id,
+            )
             self._record_started(self.runner.adopt(runs, now), now)
+
+    def _owns(self, run: ActiveRun) -> bool:
+        """Whether a run the ledger says is active is this engine's to adopt: another named
+        node's runs are left to that node (its restart, or a daemon started under its name)."""
+        return self.node is None or run.node is None or run.node == self.node
 
     def run(
         self,
@@ -456,7 +468,6 @@ class Engine:
             self._flush_started()
         finally:
             self._defer_started = False
-            self._drain_requested = False  # honoured (or given up): a later run() dispatches
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
@@ -479,6 +490,7 @@ class Engine:
                 self._flush_started(wait=False)  # nothing wakes the loop at once: record now
             now = self.clock.now()
             if drain_deadline is not None and (self._snapshot.active == 0 or now >= drain_deadline):
+                self._drain_requested = False  # honoured: a later run() dispatches again
                 return
             if until is not None and now >= until:
                 return

@@ -529,8 +529,8 @@ class _Parser:
             cwd = self.string("cwd", 'cwd = "/srv/app"')
             if cwd == "":
                 raise InvalidInput(self.field("cwd"), "is empty", "give a directory or drop it")
-            if cwd is not None and self.base_dir is not None and not os.path.isabs(cwd):
-                cwd = os.path.normpath(os.path.join(self.base_dir, cwd))
+            if cwd is not None and self.base_dir is not None:
+                cwd = resolve_cwd(cwd, self.base_dir)
             # The ignore: mypy's attrs plugin cannot type Command's `converter=tuple`.
             target = Command(argv, env=self.env(), cwd=cwd, fallback=fallback)  # type: ignore[arg-type]
         try:
@@ -624,6 +624,15 @@ class _Parser:
 
 
 # --- errors ---------------------------------------------------------------------------------
+
+
+def resolve_cwd(cwd: str, base_dir: str) -> str:
+    """A relative `cwd` joined to `base_dir`. Only "." parts are dropped: a ".." is left for
+    the kernel to resolve when the job starts, as a shell's `cd` would through a symlink."""
+    if os.path.isabs(cwd):
+        return cwd
+    parts = [p for p in cwd.split(os.sep) if p not in ("", ".")]
+    return os.path.join(base_dir, *parts) if parts else base_dir
 
 
 def _at(where: str, key: str) -> str:

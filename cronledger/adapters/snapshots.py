@@ -21,7 +21,7 @@ from cronledger.projectors.snapshot import rebuild_indexes
 # Bump on any change to the fields of the records below (a test pins them): the codec reads a
 # field missing from an old payload as its default, which is right for facts and wrong for
 # derived state, so an old snapshot must be ignored (and the ledger replayed) instead.
-FORMAT = 2  # 2: Options.output_tail_bytes
+FORMAT = 3  # 2: Options.output_tail_bytes; 3: ActiveRun.node
 
 
 @attrs.frozen(kw_only=True)

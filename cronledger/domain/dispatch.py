@@ -52,8 +52,11 @@ def render_argv(argv: tuple[str, ...], values: dict[str, str]) -> tuple[str, ...
     return tuple(out)
 
 
-def dispatch(snapshot: Snapshot, now: int, limit: int) -> tuple[list[ev.Event], list[StartRun]]:
-    """RunAssigned intents (durable before spawning) and the StartRun commands that follow."""
+def dispatch(
+    snapshot: Snapshot, now: int, limit: int, node: str | None = None
+) -> tuple[list[ev.Event], list[StartRun]]:
+    """RunAssigned intents (durable before spawning) and the StartRun commands that follow;
+    `node` names the engine that will run them."""
     events: list[ev.Event] = []
     commands: list[StartRun] = []
     for entry in plan_ready_dispatch(snapshot, now, limit):
@@ -88,6 +91,7 @@ def dispatch(snapshot: Snapshot, now: int, limit: int) -> tuple[list[ev.Event], 
                 argv=argv,
                 call=call,
                 deadline=deadline,
+                node=node,
             )
         )
         commands.append(

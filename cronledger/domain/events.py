@@ -77,12 +77,15 @@ class OptionsChanged(Event):
 
 @attrs.frozen(kw_only=True, slots=False)
 class TickStarted(Event):
-    """Opens a tick's batch: its clock reading, the observations it consumed, its fact count."""
+    """Opens a tick's batch: its clock reading, the observations it consumed, its fact count,
+    and the node that planned it (None: an engine without a node name, or an older version)."""
 
     tick: int
     exits: tuple[RunExit, ...]
     requests: tuple[str, ...]
     decisions: int
+    node: str | None = None
+    rules: int = 1  # the planner's rules (domain/reconcile.py RULES); 1 before they were kept
 
 
 # --- due evaluation (§3, §4) ----------------------------------------------------------------
@@ -196,6 +199,7 @@ class RunAssigned(Event):
     argv: tuple[str, ...]
     call: str | None
     deadline: int | None
+    node: str | None = None  # the engine whose runner gets it: the one that adopts it later
 
 
 @attrs.frozen(kw_only=True, slots=False)

@@ -105,7 +105,15 @@ def _release_waiting(snapshot: Snapshot, entry: Entry, now: int) -> list[ev.Even
     return []
 
 
-def reconcile_exit(snapshot: Snapshot, exit: RunExit, now: int) -> list[ev.Event]:
+# The planner's rules, recorded in each tick header so that `verify` re-plans an old tick by
+# the rules it was decided by. 2: a timed-out run that exits 0 is a timeout failure (1: a
+# success).
+RULES = 2
+
+
+def reconcile_exit(
+    snapshot: Snapshot, exit: RunExit, now: int, rules: int = RULES
+) -> list[ev.Event]:
     """The facts for one observed exit; nothing for a run already reconciled."""
     run = snapshot.runs.get(exit.run_id)
     if run is None:
@@ -114,8 +122,9 @@ def reconcile_exit(snapshot: Snapshot, exit: RunExit, now: int) -> list[ev.Event
     started = run.started_at if run.started_at is not None else run.assigned_at
     duration = max(0, exit.finished_at - started)
     output = recorded_output(exit, snapshot.options.output_tail_bytes)
-    if exit.succeeded and run.cancelling != "timeout":  # a timeout is a failure (§8), even
-        out: list[ev.Event] = [  # when the job traps the SIGTERM and exits 0
+    # a timeout is a failure (§8), even when the job traps the SIGTERM and exits 0 (rules 2)
+    if exit.succeeded and (run.cancelling != "timeout" or rules < 2):
+        out: list[ev.Event] = [
             ev.RunSucceeded(
                 at=now,
                 run_id=run.run_id,
@@ -172,7 +181,9 @@ def reconcile_exit(snapshot: Snapshot, exit: RunExit, now: int) -> list[ev.Event
     return out + _release_waiting(snapshot, entry, now)
 
 
-def reconcile_exits(snapshot: Snapshot, exits: Sequence[RunExit], now: int) -> list[ev.Event]:
+def reconcile_exits(
+    snapshot: Snapshot, exits: Sequence[RunExit], now: int, rules: int = RULES
+) -> list[ev.Event]:
     """Facts for each exit, in order (duplicates and unknown runs decide nothing)."""
     out: list[ev.Event] = []
     seen: set[str] = set()
@@ -180,7 +191,7 @@ def reconcile_exits(snapshot: Snapshot, exits: Sequence[RunExit], now: int) -> l
         if exit.run_id in seen:
             continue
         seen.add(exit.run_id)
-        out.extend(reconcile_exit(snapshot, exit, now))
+        out.extend(reconcile_exit(snapshot, exit, now, rules))
     return out
 
 

@@ -103,6 +103,7 @@ class ActiveRun:
     pid: int | None = None
     fallback: bool = False
     cancelling: str | None = None
+    node: str | None = None  # RunAssigned.node
 
 
 @attrs.frozen(kw_only=True, slots=False)

@@ -20,7 +20,7 @@ from cronledger.domain.commands import RunnerCommand
 from cronledger.domain.dispatch import dispatch, plan_ready_dispatch, waited_until
 from cronledger.domain.due import evaluate_request, evaluate_schedule, iter_due
 from cronledger.domain.evolve import evolve
-from cronledger.domain.reconcile import expire_timeouts, reconcile_exits
+from cronledger.domain.reconcile import RULES, expire_timeouts, reconcile_exits
 from cronledger.domain.state import Snapshot
 from cronledger.domain.values import RunExit
 from cronledger.projectors.snapshot import apply, apply_all
@@ -84,15 +84,29 @@ def _summarise(
     return TickSummary(tick=tick, now=now, dispatch_limit=limit, more_due=more_due, **counts)
 
 
-def plan_tick(snapshot: Snapshot, now: int, exits: Sequence[RunExit] = ()) -> TickPlan:
-    """Decide one tick at clock reading `now`, given the runner exits observed since the last."""
+def plan_tick(
+    snapshot: Snapshot,
+    now: int,
+    exits: Sequence[RunExit] = (),
+    node: str | None = None,
+    rules: int = RULES,
+) -> TickPlan:
+    """Decide one tick at clock reading `now`, given the runner exits observed since the last;
+    `node` (the planning engine's name) is recorded in the header and on its RunAssigned;
+    `rules` (recorded in the header) is for `verify` re-planning an older tick."""
     # 1. load context
     options = snapshot.options
     tick = snapshot.counters.ticks + 1
     exits = tuple(exits)
     requests = snapshot.requests
     header = ev.TickStarted(
-        at=now, tick=tick, exits=exits, requests=tuple(r for r, _ in requests), decisions=0
+        at=now,
+        tick=tick,
+        exits=exits,
+        requests=tuple(r for r, _ in requests),
+        decisions=0,
+        node=node,
+        rules=rules,
     )
     work = apply(snapshot, header)
     decided: list[ev.Event] = []
@@ -127,7 +141,7 @@ def plan_tick(snapshot: Snapshot, now: int, exits: Sequence[RunExit] = ()) -> Ti
 
     # 3-5. snapshot, then reconcile completed runs and expire timeouts; preparation (capacity)
     # is computed after reconciliation, so slots freed by this tick's exits are used at once.
-    take(reconcile_exits(work, exits, now))
+    take(reconcile_exits(work, exits, now, rules))
     timeout_facts, timeout_cmds = expire_timeouts(work, now)
     take(timeout_facts, timeout_cmds)
     limit = ready_dispatch_limit(work.options, work.active, work.fallback_active > 0)
@@ -135,7 +149,7 @@ def plan_tick(snapshot: Snapshot, now: int, exits: Sequence[RunExit] = ()) -> Ti
     # 6. dispatch ready entries; when max_per_tick cut the batch while slots are left, the
     # next tick follows at once for the rest (as for a due batch)
     if limit > 0:
-        assigned, starts = dispatch(work, now, limit)
+        assigned, starts = dispatch(work, now, limit, node)
         take(assigned, starts)
         if len(starts) == limit == options.max_per_tick and not more_due:
             more_due = ready_dispatch_limit(

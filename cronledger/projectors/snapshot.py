@@ -532,6 +532,7 @@ def _run_assigned(d: Draft, e: ev.RunAssigned) -> None:
     run["assigned_at"] = e.at
     run["deadline"] = e.deadline
     run["call"] = e.call
+    run["node"] = e.node
     _m(d, "runs")[e.run_id] = build(ActiveRun, run)
     _count(d, "assigned")
 

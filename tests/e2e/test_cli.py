@@ -21,6 +21,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -525,7 +526,7 @@ def test_pause_resume_remove_and_trigger_show_in_list(seeded: Cli) -> None:
 def test_a_relative_cwd_is_stored_resolved_against_where_the_command_was_typed(
     cli: Cli, tmp_path: Path
 ) -> None:
-    cli.ok("add", "x", "--every", "1h", "--cwd", "app/../work", "--", "true")
+    cli.ok("add", "x", "--every", "1h", "--cwd", "./work", "--", "true")
     target = schedules_in(cli)["x"]["spec"]["target"]
     assert target["cwd"] == str(cli.cwd / "work")  # not left to the daemon's directory
 
@@ -820,6 +821,7 @@ def test_a_negative_duration_is_refused_with_or_without_equals(
         bad("until-and-for", f"run --until {future()} --for 5s", "--for", "--until"),
         bad("once-and-for", "run --once --for 5s", "--for", "--once"),
         bad("drain-timeout", "run --once --drain-timeout -1s", "--drain-timeout"),
+        bad("node-blank", "run --once --node ' '", "--node", "node name"),
         bad("ledger", "run --once", "--ledger", "foo", ledger="foo://x"),
         bad(
             "ledger-dir",
@@ -1429,3 +1431,15 @@ def test_run_applies_the_config_file_and_max_workers_and_records_them(
     assert options["draining"] is False
     report = cli.json("verify")
     assert report["ok"], report
+
+
+def test_run_names_its_node_on_the_runs_it_starts(cli: Cli) -> None:
+    cli.ok("submit", "--", "true")
+    done = cli("run", "--once", "--node", "box-7")
+    assert done.returncode == 0, shown(done)
+    assert "node box-7;" in done.stderr
+    default = cli("run", "--once")
+    assert f"node {socket.gethostname()}:{cli.cwd / 'ledger.db.runs'}" in default.stderr
+    rows = read_rows(cli.cwd / "ledger.db") or []
+    [assigned] = [json.loads(state) for _, topic, state in rows if topic == "RunAssigned"]
+    assert assigned["node"] == "box-7"

@@ -194,6 +194,34 @@ def test_two_engines_on_one_ledger_and_state_dir_run_each_task_once(tmp_path: Pa
     assert not any(isinstance(e, ev.RunLost | ev.RunFailed) for e in events)
 
 
+def test_a_daemon_on_another_state_dir_leaves_a_live_node_s_runs_to_it(tmp_path: Path) -> None:
+    """Two nodes on one ledger, each with its own state dir (as on two machines): a node that
+    starts while the other has a job running does not record that job lost."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    gate = tmp_path / "gate"
+    a = build_engine(url, tmp_path / "runs-a")
+    a.submit(Command(("sh", "-c", f'while [ ! -e "{gate}" ]; do sleep 0.02; done')))
+    a.tick()  # assigned, handed to A's supervisor, and RunStarted recorded (outside run())
+    [started] = _facts(a, ev.RunStarted)
+    assert isinstance(started, ev.RunStarted) and started.pid
+    b = build_engine(url, tmp_path / "runs-b")
+    assert a.node != b.node and a.node is not None and "runs-a" in a.node
+    b.start()
+    b.tick()
+    assert not _facts(b, ev.RunLost), "B recorded A's live job as lost"
+    assert b.snapshot.active == 1
+    gate.touch()
+    deadline = time.monotonic() + 15
+    while not _facts(a, ev.RunSucceeded):
+        assert time.monotonic() < deadline, "A did not record its job's exit"
+        a.tick()
+        time.sleep(0.02)
+    b.refresh()
+    assert b.snapshot.active == 0 and not _facts(b, ev.RunLost)
+    for engine in (a, b):
+        engine.close()
+
+
 def test_a_cancel_recorded_by_another_process_stops_the_daemons_run(
     engine: Engine, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -241,6 +242,38 @@ def test_a_program_exec_refuses_runs_the_fallback_instead(harness: Harness, tmp_
     assert started.fallback and started.pid
     assert (exit.kind, exit.exit_code) == (ExitKind.EXITED, 0), exit.error
     assert exit.stdout_tail == "fallback ran\n"
+
+
+def test_a_supervisor_of_protocol_2_is_sent_the_7_item_runs_it_knows(
+    make_harness: MakeHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hello = ProcessRunner._hello
+
+    def older_supervisor(self: ProcessRunner, sock: Any) -> int | None:
+        pid = hello(self, sock)
+        self._peer_protocol = 2  # what a supervisor started by the previous version says
+        return pid
+
+    monkeypatch.setattr(ProcessRunner, "_hello", older_supervisor)
+    sent: list[Any] = []
+    send = ProcessRunner._send
+
+    def spy(self: ProcessRunner, sock: Any, message: Any) -> bool:
+        sent.append(message)
+        return send(self, sock, message)
+
+    monkeypatch.setattr(ProcessRunner, "_send", spy)
+    h = make_harness()
+    script = tmp_path / "no-shebang"
+    script.write_text("echo never\n")
+    script.chmod(0o755)
+    h.start(start_run("old-sup#1", [str(script)], fallback=["sh", "-c", "echo fallback"]))
+
+    exit = h.exit()
+
+    [items] = [m["runs"] for m in sent if m.get("op") == "spawn"]
+    assert [len(item) for item in items] == [7], "an old supervisor cannot unpack 8 items"
+    assert exit.kind is ExitKind.SPAWN_FAILED, "no spare was sent, so exec's refusal stands"
 
 
 def test_when_the_fallback_cannot_be_spawned_either_both_reasons_are_reported(

@@ -20,7 +20,7 @@ from cronledger.adapters.ledger import open_ledger
 from cronledger.adapters.runner import Runners, Started
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
-from cronledger.domain.tick import TickPlan
+from cronledger.domain.evolve import evolve
 from cronledger.domain.triggers import At, Every
 from cronledger.domain.values import (
     Call,
@@ -30,6 +30,7 @@ from cronledger.domain.values import (
     Retry,
     ScheduleSpec,
 )
+from cronledger.domain.verify import verify
 
 T0 = 1_767_225_600_000
 SECOND, MINUTE, HOUR = 1000, 60_000, 3_600_000
@@ -672,31 +673,45 @@ def test_a_drain_request_is_recorded_before_any_dispatch_of_a_backlog() -> None:
     assert clock.now() == T0, "nothing active: it stops at once"
 
 
-def test_a_drain_requested_while_running_dispatches_nothing_more() -> None:
-    clock = FakeClock(T0)
-    runner = FakeRunner(Script(HOUR))
-    engine = Engine(open_ledger("memory://"), clock, runner)
-    engine.execute(cmd.ChangeOptions(Options(max_workers=100, max_per_tick=1)))
-    for _ in range(30):
+def test_a_drain_requested_while_the_loop_sleeps_dispatches_nothing_into_freed_slots() -> None:
+    """The request comes while the loop sleeps until a run's exit; the tick that reconciles
+    the exit would fill the freed slot: draining is recorded before it plans."""
+    engine: Engine
+
+    class SignalledClock(FakeClock):
+        def sleep_until(self, instant: int, wake: threading.Event) -> None:
+            if instant >= T0 + MINUTE and not engine._drain_requested:
+                engine.drain()  # SIGTERM while asleep (it sets the wake-up)
+            super().sleep_until(instant, wake)
+            if self.now() < instant:  # woken by the request: the exit is due by then
+                self.advance(instant - self.now())
+
+    clock = SignalledClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(MINUTE)))
+    engine.execute(cmd.ChangeOptions(Options(max_workers=1)))
+    for _ in range(3):
         engine.submit(Command(("job",)))
-    ticks = 0
-    original = engine.tick
-
-    def tick() -> TickPlan:
-        nonlocal ticks
-        ticks += 1
-        if ticks == 3:  # e.g. SIGTERM arrives during the third tick of the backlog
-            engine.drain()
-        return original()
-
-    engine.tick = tick  # type: ignore[method-assign]
-    engine.run(until=T0 + MINUTE, drain_timeout_ms=SECOND)
+    engine.run(until=T0 + HOUR, drain_timeout_ms=HOUR)
     events = [e for _, e in engine.ledger.read()]
     drained = next(
         i for i, e in enumerate(events) if isinstance(e, ev.OptionsChanged) and e.options.draining
     )
-    assert sum(isinstance(e, ev.RunAssigned) for e in events[:drained]) == 3
-    assert not any(isinstance(e, ev.RunAssigned) for e in events[drained:])
+    assert sum(isinstance(e, ev.RunAssigned) for e in events) == 1
+    assert any(isinstance(e, ev.RunSucceeded) for e in events[drained:]), "exit after request"
+    assert len(engine.snapshot.entries) == 2, "the other two wait for a later run()"
+
+
+def test_a_drain_cut_short_by_until_carries_over_to_the_next_run() -> None:
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(HOUR)))
+    engine.submit(Command(("long",)))
+    engine.run(until=T0 + SECOND)
+    engine.drain()
+    engine.run(until=T0 + 10 * SECOND, drain_timeout_ms=MINUTE)  # returns before the deadline
+    engine.submit(Command(("new",)))
+    engine.run(until=T0 + 20 * SECOND, drain_timeout_ms=MINUTE)
+    assert engine.snapshot.options.draining
+    assert len(_facts(engine, ev.RunAssigned)) == 1, "the new task was dispatched mid-drain"
 
 
 def test_a_drain_is_over_when_run_returns_a_later_run_dispatches_again() -> None:
@@ -780,3 +795,64 @@ def test_a_submitted_task_retries_with_its_backoff_capped_at_max_backoff() -> No
         15 * SECOND,
         15 * SECOND,
     ]
+
+
+# --- nodes: which active runs a starting engine adopts -------------------------------------
+
+
+def test_a_starting_engine_leaves_another_named_node_s_runs_alone_and_adopts_its_own() -> None:
+    clock = FakeClock(T0)
+    ledger = open_ledger("memory://")
+    a = Engine(ledger, clock, FakeRunner(Script(HOUR)), node="a")
+    a.submit(Call("long"))
+    a.tick()
+    [run] = a.snapshot.runs.values()
+    assert run.node == "a"
+    [assigned] = _facts(a, ev.RunAssigned)
+    assert isinstance(assigned, ev.RunAssigned) and assigned.node == "a"
+
+    b = Engine(ledger, clock, FakeRunner(Script(SECOND)), node="b")
+    b.start()  # another node: its runner never held A's run, which is A's to settle
+    assert not _facts(b, ev.RunLost) and b.snapshot.active == 1
+    b.submit(Call("short"))
+    clock.advance(SECOND)
+    b.tick()
+    clock.advance(SECOND)
+    b.tick()
+    assert [r.node for r in b.snapshot.runs.values()] == ["a"]
+
+    restarted_a = Engine(ledger, clock, FakeRunner(Script(SECOND)), node="a")
+    restarted_a.start()  # its own run, unknown to its (fake) runner: lost, then the policy
+    restarted_a.tick()
+    [lost] = _facts(restarted_a, ev.RunLost)
+    assert isinstance(lost, ev.RunLost) and lost.run_id == run.run_id
+    assert restarted_a.snapshot.active == 0
+    assert verify(restarted_a.ledger.read()).ok
+
+
+def test_runs_without_a_node_are_adopted_by_any_engine() -> None:
+    clock = FakeClock(T0)
+    ledger = open_ledger("memory://")
+    old = Engine(ledger, clock, FakeRunner(Script(HOUR)))  # unnamed, as before nodes
+    old.submit(Call("long"))
+    old.tick()
+    assert [r.node for r in old.snapshot.runs.values()] == [None]
+    named = Engine(ledger, clock, FakeRunner(Script(SECOND)), node="n")
+    named.start()
+    named.tick()
+    assert len(_facts(named, ev.RunLost)) == 1
+
+
+def test_verify_replans_the_node_a_tick_recorded_and_catches_a_changed_one() -> None:
+    clock = FakeClock(T0)
+    ledger = open_ledger("memory://")
+    engine = Engine(ledger, clock, FakeRunner(Script(SECOND)), node="n1")
+    engine.submit(Call("x"))
+    engine.run(until=T0 + MINUTE)
+    assert verify(ledger.read()).ok
+    events = [e for _, e in ledger.read()]
+    forged = open_ledger("memory://")
+    forged.append([evolve(e, node="n2") if isinstance(e, ev.RunAssigned) else e for e in events], 0)
+    report = verify(forged.read())
+    assert not report.ok and report.divergence is not None
+    assert isinstance(report.divergence.recorded, ev.RunAssigned)

@@ -108,6 +108,25 @@ def test_a_timed_out_run_that_exits_0_after_its_sigterm_still_counts_as_a_timeou
     [failed] = [e for e in events if isinstance(e, ev.RunFailed)]
     assert (failed.reason, failed.exit_code, failed.final) == ("timeout", 0, False)
     assert any(isinstance(e, ev.RetryPlanned) for e in events)
+    # a tick planned before this rule (rules 1, e.g. an older ledger) still re-plans as it was
+    [ok] = reconcile_exits(w.snapshot, [clean], w.now, rules=1)
+    assert isinstance(ok, ev.RunSucceeded)
+
+
+def test_an_older_ledger_with_a_timed_out_run_that_exited_0_still_verifies() -> None:
+    w = World(Script(10 * MINUTE, 0))
+    w.add(spec("job", timeout_ms=30 * SECOND))
+    w.run_until(T0 + MINUTE + 30 * SECOND)
+    [run] = w.snapshot.runs.values()
+    clean = RunExit(run_id=run.run_id, kind=ExitKind.EXITED, finished_at=w.now, exit_code=0)
+    old = plan_tick(w.snapshot, w.now, [clean], rules=1)  # as the version before rules 2 did
+    header = old.events[0]
+    assert isinstance(header, ev.TickStarted) and header.rules == 1
+    assert any(isinstance(e, ev.RunSucceeded) for e in old.events)
+    log = [*w.log, *old.events]
+    assert verify(enumerate(log, 1)).ok
+    new = plan_tick(w.snapshot, w.now, [clean])
+    assert not verify(enumerate([*w.log, header, *new.events[1:]], 1)).ok, "rules 1 re-planned"
 
 
 def test_an_exit_for_a_run_already_reconciled_decides_nothing() -> None:

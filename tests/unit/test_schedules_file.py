@@ -12,6 +12,7 @@ from cronledger.adapters.schedules_file import (
     load_schedules,
     parse_schedules,
     paused_from_table,
+    resolve_cwd,
     spec_from_table,
 )
 from cronledger.domain.hours import Window
@@ -380,6 +381,13 @@ def test_a_relative_cwd_in_a_file_is_resolved_against_the_file_s_directory(
     )
     specs = {s.id: s for s in load_schedules(file, now_ms=T0).schedules}
     assert isinstance(specs["a"].target, Command) and isinstance(specs["b"].target, Command)
-    assert specs["a"].target.cwd == str(tmp_path / "app")
+    assert specs["a"].target.cwd == str(tmp_path / "conf" / "..") + "/app"  # ".." left to exec
     assert specs["b"].target.cwd == "/srv"
     assert parse(cwd="rel").target.cwd == "rel", "a lone table has no directory to resolve by"
+
+
+def test_resolve_cwd_keeps_absolute_paths_and_dotdot_and_drops_dots() -> None:
+    assert resolve_cwd("/srv", "/base") == "/srv"
+    assert resolve_cwd(".", "/base") == "/base"
+    assert resolve_cwd("./a//b/.", "/base") == "/base/a/b"
+    assert resolve_cwd("../a", "/base/link") == "/base/link/../a"  # through a symlink, as cd

@@ -39,6 +39,13 @@ def add_run_flags(c: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="how long a stop (or --once) waits for active runs (default 60s)",
     )
+    c.add_argument(
+        "--node",
+        default=None,
+        metavar="NAME",
+        help="the name recorded on the runs this daemon starts, and whose active runs it adopts "
+        "at start-up (default HOST:STATE_DIR; give a gone node's name to collect its runs)",
+    )
     c.add_argument("-q", "--quiet", action="store_true", help="only warnings")
     c.add_argument("-v", "--verbose", action="store_true", help="debug output")
 
@@ -75,7 +82,14 @@ def settings_from(ctx: Context, args: argparse.Namespace) -> daemon.Settings:
         until=until,
         once=args.once,
         drain_timeout_ms=duration(args.drain_timeout, "--drain-timeout", zero_ok=True),
+        node=_node(args.node),
     )
+
+
+def _node(name: str | None) -> str | None:
+    if name is not None and (not name.strip() or any(c in name for c in "\n\r\0")):
+        raise InvalidInput("--node", f"{name!r} is not a node name", "give a name on one line")
+    return name
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import shlex
 from typing import Any
 
 from cronledger.adapters.cli.values import duration
+from cronledger.adapters.schedules_file import resolve_cwd
 from cronledger.domain.hours import Window
 from cronledger.domain.instants import iso
 from cronledger.domain.triggers import At, Cron, Every
@@ -105,7 +106,7 @@ def table_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if "fallback" in table:
         table["fallback"] = shlex.split(table["fallback"])
     if table.get("cwd"):  # relative to where the command is typed, not to the daemon's
-        table["cwd"] = os.path.abspath(table["cwd"])
+        table["cwd"] = resolve_cwd(table["cwd"], os.getcwd())
     if args.env is not None:
         env: dict[str, str] = {}
         for item in args.env:
