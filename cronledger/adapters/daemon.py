@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
-import time
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,25 +111,46 @@ def serve(ledger: Ledger, settings: Settings) -> int:
 
 def run_once(engine: Engine, wait_ms: int) -> None:
     """One tick; then, dispatching nothing new, wait up to `wait_ms` for the runs it started
-    and record their outcomes. Runs still active then are left to the next daemon."""
+    and record their outcomes. Runs still active then are left to the next daemon. SIGTERM or
+    SIGINT ends the wait early (draining is undone in the ledger either way: it holds every
+    daemon on the ledger back)."""
     engine.start()
     plan = engine.tick()
     started = {c.run_id for c in plan.commands if isinstance(c, StartRun)}
     if not started or wait_ms <= 0:
         return
     deadline = engine.clock.now() + wait_ms
-    _set_draining(engine, True)
+    stop = threading.Event()
+    previous = _catch_signals(stop)
     try:
-        while _active(engine, started) and engine.clock.now() < deadline:
-            time.sleep(ONCE_POLL_S)
-            engine.tick()
+        _set_draining(engine, True)
+        try:
+            while _active(engine, started) and engine.clock.now() < deadline:
+                if stop.wait(ONCE_POLL_S):
+                    log.info("signal: no more waiting")
+                    break
+                engine.tick()
+        finally:
+            _set_draining(engine, False)
     finally:
-        _set_draining(engine, False)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     left = _active(engine, started)
     if left:
         log.warning(
             "%d runs still active after --drain-timeout; the next daemon collects them", left
         )
+
+
+def _catch_signals(stop: threading.Event) -> dict[int, Any]:
+    """SIGTERM and SIGINT set `stop` (main thread only); the handlers they had, to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    return previous
 
 
 def _active(engine: Engine, run_ids: set[str]) -> int:

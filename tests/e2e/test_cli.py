@@ -21,6 +21,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -1443,3 +1444,33 @@ def test_run_names_its_node_on_the_runs_it_starts(cli: Cli) -> None:
     rows = read_rows(cli.cwd / "ledger.db") or []
     [assigned] = [json.loads(state) for _, topic, state in rows if topic == "RunAssigned"]
     assert assigned["node"] == "box-7"
+
+
+def test_sigterm_during_run_once_s_wait_stops_it_and_undoes_draining(cli: Cli) -> None:
+    cli.ok("submit", "--", "sleep", "30")
+    environ = {k: v for k, v in os.environ.items() if k != "CRONLEDGER_LEDGER"}
+    daemon = subprocess.Popen(
+        [*CLI, "--ledger", cli.url, "run", "--once", "--drain-timeout", "60s"],
+        cwd=cli.cwd,
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not cli.json("status")["health"]["draining"]:  # waiting for its run now
+            assert daemon.poll() is None and time.monotonic() < deadline, "no wait began"
+            time.sleep(0.05)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=10)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    assert daemon.returncode == 0, err
+    status = cli.json("status")
+    assert status["health"]["draining"] is False, "draining left in the ledger"
+    assert len(status["runs"]) == 1, "the job is left to the next daemon"
+    [run] = status["runs"]
+    os.killpg(run["pid"], signal.SIGKILL)
