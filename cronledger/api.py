@@ -551,10 +551,10 @@ def open(
     By default it runs commands as supervised subprocesses (their files under `state_dir`,
     default beside an SQLite ledger) and `Call` targets on `max_threads` threads, on the system
     clock. Pass `clock` (e.g. a FakeClock) and/or `runner` (e.g. a FakeRunner) for tests.
-    `node` names this engine on the runs it starts (with the real runners, default
-    HOST:STATE_DIR): at start-up it adopts only its own active runs and unnamed ones.
+    `node` names this engine on the runs it starts: at start-up it adopts only its own
+    active runs and unnamed ones (None, the default: every active run).
     """
-    from cronledger.adapters.daemon import build_engine, default_node, default_state_dir
+    from cronledger.adapters.daemon import build_engine, default_state_dir
     from cronledger.adapters.engine import Engine
     from cronledger.adapters.ledger import open_ledger
 
@@ -572,5 +572,5 @@ def open(
     calls = CallRunner(max_threads, clock=clock.now)
     processes = ProcessRunner(directory, clock=clock.now)
     runners = Runners(processes, calls, clock.now)
-    engine = Engine(open_ledger(url), clock, runners, node=node or default_node(directory))
+    engine = Engine(open_ledger(url), clock, runners, node=node)
     return Scheduler(engine, state_dir=directory)

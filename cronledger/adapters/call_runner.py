@@ -17,7 +17,7 @@ import itertools
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from queue import SimpleQueue
 from typing import Any
 
@@ -218,7 +218,9 @@ class CallRunner:
             exits, self._exits = self._exits, []
         return exits
 
-    def adopt(self, runs: Sequence[ActiveRun], now: int) -> list[Started]:
+    def adopt(
+        self, runs: Sequence[ActiveRun], now: int, keep: Collection[str] = ()
+    ) -> list[Started]:
         """Calls do not survive their process: every adopted call is reported LOST."""
         for run in runs:
             self._report(

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
-import socket
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,16 +46,11 @@ def build_engine(
     return engine_on(open_ledger(url), state_dir, max_threads, node)
 
 
-def default_node(state_dir: Path) -> str:
-    """A daemon's node name: this host and its state dir, the place its runs live on."""
-    return f"{socket.gethostname()}:{os.path.abspath(state_dir)}"
-
-
 def engine_on(
     ledger: Ledger, state_dir: Path, max_threads: int = 16, node: str | None = None
 ) -> Engine:
     """`build_engine` on an open ledger; the state dir is made only once the ledger opened.
-    The engine's node name is `node`, by default `default_node(state_dir)`."""
+    `node` names the engine on the runs it starts (None: unnamed, adopts every active run)."""
     clock = SystemClock()
     try:
         calls = CallRunner(max_threads, clock=clock.now)
@@ -66,7 +59,7 @@ def engine_on(
             ledger,
             clock,
             Runners(processes, calls, clock.now),
-            node=node or default_node(state_dir),
+            node=node,
         )
     except BaseException:
         ledger.close()
@@ -84,7 +77,7 @@ class Settings:
     until: int | None = None
     once: bool = False
     drain_timeout_ms: int = 60_000
-    node: str | None = None  # None: default_node(state_dir)
+    node: str | None = None  # --node; None: unnamed (adopts every active run)
 
 
 def serve(ledger: Ledger, settings: Settings) -> int:
@@ -173,7 +166,7 @@ def _log_start(engine: Engine, settings: Settings) -> None:
         len(s.schedules),
         s.active,
         settings.state_dir,
-        engine.node,
+        engine.node or "(unnamed)",
         o.max_workers,
         o.max_per_tick,
         o.batch_size,

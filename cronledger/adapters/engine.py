@@ -438,11 +438,18 @@ class Engine:
             self.execute(ChangeOptions(options))
         if self.runner is not None and self._snapshot.runs:
             now = self.clock.now()
-            runs = sorted(
-                (r for r in self._snapshot.runs.values() if self._owns(r)),
-                key=lambda r: r.run_id,
-            )
-            self._record_started(self.runner.adopt(runs, now), now)
+            runs = sorted(self._snapshot.runs.values(), key=lambda r: r.run_id)
+            others = [r.run_id for r in runs if not self._owns(r)]
+            if others:
+                log.info("%d active runs of other nodes are left to them", len(others))
+            own = [r for r in runs if self._owns(r)]
+            self._record_started(self.runner.adopt(own, now, keep=others), now)
+
+    def _own_active(self) -> int:
+        """Active runs this engine waits for when draining (another node's are that node's)."""
+        if self.node is None:
+            return self._snapshot.active
+        return sum(1 for r in self._snapshot.runs.values() if self._owns(r))
 
     def _owns(self, run: ActiveRun) -> bool:
         """Whether a run the ledger says is active is this engine's to adopt: another named
@@ -489,7 +496,7 @@ class Engine:
             if self._unrecorded and not self._wake.is_set():
                 self._flush_started(wait=False)  # nothing wakes the loop at once: record now
             now = self.clock.now()
-            if drain_deadline is not None and (self._snapshot.active == 0 or now >= drain_deadline):
+            if drain_deadline is not None and (self._own_active() == 0 or now >= drain_deadline):
                 self._drain_requested = False  # honoured: a later run() dispatches again
                 return
             if until is not None and now >= until:

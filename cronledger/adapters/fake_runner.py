@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import attrs
 
@@ -61,7 +61,9 @@ class FakeRunner:
                     running.cancelled_at = now
         return started
 
-    def adopt(self, runs: Sequence[ActiveRun], now: int) -> list[Started]:
+    def adopt(
+        self, runs: Sequence[ActiveRun], now: int, keep: Collection[str] = ()
+    ) -> list[Started]:
         """Fake runs do not outlive their runner: runs it does not know are reported LOST."""
         for run in runs:
             if run.run_id not in self._running:

@@ -103,7 +103,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -550,18 +550,21 @@ class ProcessRunner:
         ready.sort(key=lambda e: (e.finished_at, e.run_id))
         return ready
 
-    def adopt(self, runs: Sequence[ActiveRun], now: int) -> list[Started]:
-        """After a (re)start: resolve the runs the ledger says are active; sweep the rest."""
-        keep: set[str] = set()
+    def adopt(
+        self, runs: Sequence[ActiveRun], now: int, keep: Collection[str] = ()
+    ) -> list[Started]:
+        """After a (re)start: resolve the runs the ledger says are active; sweep the files of
+        runs that are not (those of `keep`, another node's active runs, stay)."""
+        kept = {run_file_name(run_id) for run_id in keep}
         todo: list[tuple[str, bool, str | None]] = []
         for run in runs:
-            keep.add(run_file_name(run.run_id))
+            kept.add(run_file_name(run.run_id))
             with self._lock:
                 if run.run_id in self._runs or run.run_id in self._exited:
                     continue
             todo.append((run.run_id, run.started_at is not None, run.cancelling))
         started = self._resolve(todo, now)
-        self._sweep(keep)
+        self._sweep(kept)
         return started
 
     def active(self) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 import attrs
@@ -39,11 +39,15 @@ class Runner(Protocol):
         """Exits observed since the last poll, each reported once."""
         ...
 
-    def adopt(self, runs: Sequence[ActiveRun], now: int) -> list[Started]:
-        """After a (re)start: take over the runs the ledger says are active.
+    def adopt(
+        self, runs: Sequence[ActiveRun], now: int, keep: Collection[str] = ()
+    ) -> list[Started]:
+        """After a (re)start: take over the runs the ledger says are active (this engine's).
 
         Runs found running that the ledger does not show as started are returned (so their
         RunStarted is recorded); runs that cannot be accounted for are reported LOST by `poll`.
+        `keep`: ids of runs active in the ledger that belong to another node: left alone, and
+        whatever of theirs the runner finds (e.g. run files on a shared state dir) is kept.
         """
         ...
 
@@ -118,7 +122,9 @@ class Runners:
                 exits.extend(runner.poll(now))
         return exits
 
-    def adopt(self, runs: Sequence[ActiveRun], now: int) -> list[Started]:
+    def adopt(
+        self, runs: Sequence[ActiveRun], now: int, keep: Collection[str] = ()
+    ) -> list[Started]:
         started: list[Started] = []
         commands = [r for r in runs if r.call is None]
         for run in runs:
@@ -131,7 +137,7 @@ class Runners:
                         error=f"in-process call {run.call!r} was running when its engine stopped",
                     )
                 )
-        if commands:
+        if commands or keep:
             if self.processes is None:
                 self._lost.extend(
                     RunExit(
@@ -143,7 +149,7 @@ class Runners:
                     for r in commands
                 )
             else:
-                started.extend(self.processes.adopt(commands, now))
+                started.extend(self.processes.adopt(commands, now, keep))
         return started
 
     def forget(self, run_id: str) -> None:

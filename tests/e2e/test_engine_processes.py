@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -199,13 +201,12 @@ def test_a_daemon_on_another_state_dir_leaves_a_live_node_s_runs_to_it(tmp_path:
     starts while the other has a job running does not record that job lost."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     gate = tmp_path / "gate"
-    a = build_engine(url, tmp_path / "runs-a")
+    a = build_engine(url, tmp_path / "runs-a", node="a")
     a.submit(Command(("sh", "-c", f'while [ ! -e "{gate}" ]; do sleep 0.02; done')))
     a.tick()  # assigned, handed to A's supervisor, and RunStarted recorded (outside run())
     [started] = _facts(a, ev.RunStarted)
     assert isinstance(started, ev.RunStarted) and started.pid
-    b = build_engine(url, tmp_path / "runs-b")
-    assert a.node != b.node and a.node is not None and "runs-a" in a.node
+    b = build_engine(url, tmp_path / "runs-b", node="b")
     b.start()
     b.tick()
     assert not _facts(b, ev.RunLost), "B recorded A's live job as lost"
@@ -218,6 +219,41 @@ def test_a_daemon_on_another_state_dir_leaves_a_live_node_s_runs_to_it(tmp_path:
         time.sleep(0.02)
     b.refresh()
     assert b.snapshot.active == 0 and not _facts(b, ev.RunLost)
+    for engine in (a, b):
+        engine.close()
+
+
+def test_a_node_starting_on_a_shared_state_dir_keeps_another_node_s_run_files(
+    tmp_path: Path,
+) -> None:
+    """B's job ends while B is down (its exit is only in its run files); A starts on the same
+    state dir with an active run of its own: its sweep must not delete B's files, so B's
+    restart records the exit, not a loss."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    state = tmp_path / "runs"
+    b = build_engine(url, state, node="b")
+    b.submit(Command(("true",)))
+    b.tick()  # spawned; B stops before it sees the exit
+    b.close()
+    a = build_engine(url, state, node="a")
+    sleeper = a.submit(Command(("sleep", "30")))
+    a.tick()
+    a.close()
+    a = build_engine(url, state, node="a")
+    a.start()  # adopts its sleep; B's finished run stays B's
+    a.tick()
+    assert not _facts(a, ev.RunLost)
+    b = build_engine(url, state, node="b")
+    b.start()
+    deadline = time.monotonic() + 15
+    while not _facts(b, ev.RunSucceeded):
+        assert not _facts(b, ev.RunLost), "B's run files were swept by A"
+        assert time.monotonic() < deadline, "B did not record its run's exit"
+        b.tick()
+        time.sleep(0.02)
+    [sleeping] = [r for r in a.refresh().runs.values() if r.entry_id == sleeper]
+    assert sleeping.entry_id == sleeper and sleeping.node == "a" and sleeping.pid
+    os.killpg(sleeping.pid, signal.SIGKILL)
     for engine in (a, b):
         engine.close()
 

@@ -856,3 +856,16 @@ def test_verify_replans_the_node_a_tick_recorded_and_catches_a_changed_one() -> 
     report = verify(forged.read())
     assert not report.ok and report.divergence is not None
     assert isinstance(report.divergence.recorded, ev.RunAssigned)
+
+
+def test_a_named_engine_s_drain_waits_for_its_own_runs_only() -> None:
+    clock = FakeClock(T0)
+    ledger = open_ledger("memory://")
+    b = Engine(ledger, clock, FakeRunner(Script(HOUR)), node="b")
+    b.submit(Call("long"))
+    b.tick()
+    a = Engine(ledger, clock, FakeRunner(Script(HOUR)), node="a")
+    a.drain()
+    a.run(until=T0 + HOUR, drain_timeout_ms=10 * MINUTE)
+    assert clock.now() == T0, "waited for another node's run"
+    assert a.snapshot.active == 1 and not _facts(a, ev.RunLost)

@@ -43,8 +43,9 @@ def add_run_flags(c: argparse.ArgumentParser) -> None:
         "--node",
         default=None,
         metavar="NAME",
-        help="the name recorded on the runs this daemon starts, and whose active runs it adopts "
-        "at start-up (default HOST:STATE_DIR; give a gone node's name to collect its runs)",
+        help="for several daemons on one ledger: the name recorded on the runs this daemon "
+        "starts; at start-up it adopts only its own active runs and unnamed ones (default: "
+        "unnamed, adopts all). Give a gone node's name to collect its runs",
     )
     c.add_argument("-q", "--quiet", action="store_true", help="only warnings")
     c.add_argument("-v", "--verbose", action="store_true", help="debug output")
