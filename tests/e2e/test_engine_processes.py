@@ -202,25 +202,28 @@ def test_a_daemon_on_another_state_dir_leaves_a_live_node_s_runs_to_it(tmp_path:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     gate = tmp_path / "gate"
     a = build_engine(url, tmp_path / "runs-a", node="a")
-    a.submit(Command(("sh", "-c", f'while [ ! -e "{gate}" ]; do sleep 0.02; done')))
-    a.tick()  # assigned, handed to A's supervisor, and RunStarted recorded (outside run())
-    [started] = _facts(a, ev.RunStarted)
-    assert isinstance(started, ev.RunStarted) and started.pid
     b = build_engine(url, tmp_path / "runs-b", node="b")
-    b.start()
-    b.tick()
-    assert not _facts(b, ev.RunLost), "B recorded A's live job as lost"
-    assert b.snapshot.active == 1
-    gate.touch()
-    deadline = time.monotonic() + 15
-    while not _facts(a, ev.RunSucceeded):
-        assert time.monotonic() < deadline, "A did not record its job's exit"
-        a.tick()
-        time.sleep(0.02)
-    b.refresh()
-    assert b.snapshot.active == 0 and not _facts(b, ev.RunLost)
-    for engine in (a, b):
-        engine.close()
+    try:
+        a.submit(Command(("sh", "-c", f'while [ ! -e "{gate}" ]; do sleep 0.02; done')))
+        a.tick()  # assigned, handed to A's supervisor, and RunStarted recorded (outside run())
+        [started] = _facts(a, ev.RunStarted)
+        assert isinstance(started, ev.RunStarted) and started.pid
+        b.start()
+        b.tick()
+        assert not _facts(b, ev.RunLost), "B recorded A's live job as lost"
+        assert b.snapshot.active == 1
+        gate.touch()
+        deadline = time.monotonic() + 15
+        while not _facts(a, ev.RunSucceeded):
+            assert time.monotonic() < deadline, "A did not record its job's exit"
+            a.tick()
+            time.sleep(0.02)
+        b.refresh()
+        assert b.snapshot.active == 0 and not _facts(b, ev.RunLost)
+    finally:
+        gate.touch()  # the job ends even when an assertion failed
+        for engine in (a, b):
+            engine.close()
 
 
 def test_a_node_starting_on_a_shared_state_dir_keeps_another_node_s_run_files(
@@ -236,7 +239,7 @@ def test_a_node_starting_on_a_shared_state_dir_keeps_another_node_s_run_files(
     b.tick()  # spawned; B stops before it sees the exit
     b.close()
     a = build_engine(url, state, node="a")
-    sleeper = a.submit(Command(("sleep", "30")))
+    sleeper = a.submit(Command(("sleep", "15")))  # (killed below; bounded if a check fails)
     a.tick()
     a.close()
     a = build_engine(url, state, node="a")
