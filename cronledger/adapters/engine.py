@@ -137,6 +137,8 @@ class Engine:
         before = self._snapshot.position
         self._snapshot = catch_up(self.ledger, self._snapshot)
         if self._snapshot.position != before:
+            # runs that ended meanwhile (e.g. another node's) need no cancel remembered
+            self._cancels_sent.intersection_update(self._snapshot.runs.keys())
             self._send_cancels(
                 CancelRun(run_id=r.run_id, reason=r.cancelling)
                 for r in self._snapshot.runs.values()

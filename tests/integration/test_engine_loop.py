@@ -869,3 +869,20 @@ def test_a_named_engine_s_drain_waits_for_its_own_runs_only() -> None:
     a.run(until=T0 + HOUR, drain_timeout_ms=10 * MINUTE)
     assert clock.now() == T0, "waited for another node's run"
     assert a.snapshot.active == 1 and not _facts(a, ev.RunLost)
+
+
+def test_an_engine_forgets_the_cancels_it_sent_once_the_runs_ended_elsewhere() -> None:
+    clock = FakeClock(T0)
+    ledger = open_ledger("memory://")
+    b = Engine(ledger, clock, FakeRunner(Script(HOUR)), node="b")
+    entry = b.submit(Command(("long",)))
+    b.tick()
+    a = Engine(ledger, clock, FakeRunner(Script(HOUR)), node="a")
+    Engine(ledger, clock).execute(cmd.CancelEntry(entry))  # `cronledger cancel`
+    a.refresh()  # A sends the cancel to its runner (which does not hold the run)
+    [run_id] = a.snapshot.runs
+    assert run_id in a._cancels_sent
+    b.refresh()  # B stops its run and records the outcome
+    b.tick()
+    a.refresh()
+    assert not a.snapshot.runs and run_id not in a._cancels_sent, "kept for a run long gone"
