@@ -441,10 +441,15 @@ class Engine:
         if self.runner is not None and self._snapshot.runs:
             now = self.clock.now()
             runs = sorted(self._snapshot.runs.values(), key=lambda r: r.run_id)
-            others = [r.run_id for r in runs if not self._owns(r)]
+            own: list[ActiveRun] = []
+            others: list[str] = []
+            for run in runs:
+                if self._owns(run):
+                    own.append(run)
+                else:
+                    others.append(run.run_id)
             if others:
                 log.info("%d active runs of other nodes are left to them", len(others))
-            own = [r for r in runs if self._owns(r)]
             self._record_started(self.runner.adopt(own, now, keep=others), now)
 
     def _own_active(self) -> int:
@@ -503,14 +508,14 @@ class Engine:
                 return
             if until is not None and now >= until:
                 return
-            wake = self._next_wake(now, until, plan.summary.now)
-            if drain_deadline is not None:
-                wake = max(now, min(wake, drain_deadline))  # give up waiting on time
+            wake = self._next_wake(now, until, plan.summary.now, drain_deadline)
             self.clock.sleep_until(wake, self._wake)
 
-    def _next_wake(self, now: int, until: int | None, planned_at: int) -> int:
+    def _next_wake(
+        self, now: int, until: int | None, planned_at: int, drain_deadline: int | None = None
+    ) -> int:
         """When to tick next; `planned_at` is the last tick's reading (what it could not start
-        then waits for an observation, not for the clock)."""
+        then waits for an observation, not for the clock); a drain gives up at its deadline."""
         candidates = [now + self.idle_cap_ms, now + self.ledger_watch_ms]
         if self._unrecorded:  # starts the runner has not confirmed yet: record them soon
             candidates.append(now + STARTED_WAIT_MS)
@@ -522,8 +527,7 @@ class Engine:
             at = runner_next()
             if isinstance(at, int):
                 candidates.append(at)
-        if until is not None:
-            candidates.append(until)
+        candidates.extend(at for at in (until, drain_deadline) if at is not None)
         return max(now, min(candidates))
 
     def _install_signals(self) -> dict[int, SignalHandler]:

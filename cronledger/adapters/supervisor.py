@@ -461,33 +461,23 @@ class Supervisor:
             (os.POSIX_SPAWN_DUP2, out, 1),
             (os.POSIX_SPAWN_DUP2, err, 2),
         ]
-        try:
-            return os.posix_spawn(
-                exe,
-                argv,
-                env,
-                file_actions=actions,
-                setpgroup=0,
-                setsigdef=_RESET_FOR_JOBS,
-                setsigmask=(),
-            )
-        except OSError as exc:
-            refused = f"{argv[0]}: {exc.strerror or exc}"
-            if not spare:
-                return refused
-        try:
-            pid = os.posix_spawn(
-                spare[1],
-                spare[0],
-                env,
-                file_actions=actions,
-                setpgroup=0,
-                setsigdef=_RESET_FOR_JOBS,
-                setsigmask=(),
-            )
-        except OSError as exc:
-            return f"{refused}; fallback: {spare[0][0]}: {exc.strerror or exc}"
-        return (pid,)
+        refused: list[str] = []
+        for args, path in [(argv, exe), *([tuple(spare)] if spare else [])]:
+            try:
+                pid = os.posix_spawn(
+                    path,
+                    args,
+                    env,
+                    file_actions=actions,
+                    setpgroup=0,
+                    setsigdef=_RESET_FOR_JOBS,
+                    setsigmask=(),
+                )
+            except OSError as exc:
+                refused.append(f"{args[0]}: {exc.strerror or exc}")
+                continue
+            return (pid,) if refused else pid
+        return "; fallback: ".join(refused)
 
     def _kill(self, run_id: str, grace: float) -> None:
         """SIGTERM the job's group now, SIGKILL it after `grace` if it is still ours."""
