@@ -108,14 +108,14 @@ def _optional_instant(value: object, field: str) -> int | None:
 def _trigger(value: object, now: int) -> Trigger:
     if isinstance(value, Cron | Every | At):
         return value
-    if isinstance(value, timedelta):
-        return Every(_duration(value, "trigger"), now)
+    if isinstance(value, timedelta):  # anchored when registered (an update keeps the anchor)
+        return Every(_duration(value, "trigger"))
     if isinstance(value, datetime):
         return At(to_ms(value, "trigger"))
     if isinstance(value, str):
         head, _, rest = value.strip().partition(" ")
         if head.lower() == "every":
-            return Every(parse_duration(rest, "trigger"), now)
+            return Every(parse_duration(rest, "trigger"))
         if head.lower() == "at":
             return At(parse_instant(rest, "trigger"))
         return Cron(value.strip())
@@ -274,10 +274,13 @@ class Scheduler:
         jitter: Duration | None = None,
         fire_limit: int | None = None,
         principal: str = "system:cron",
+        exist_ok: bool = False,
     ) -> ScheduleState:
         """Add schedule `name`. Concurrency defaults to FORBID (no overlapping runs), as in
         the CLI; `retry` may be a Retry or a number of attempts; without `misfire_grace` the
-        engine's `misfire_grace` option applies (60 s unless configured)."""
+        engine's `misfire_grace` option applies (60 s unless configured). With `exist_ok`, a
+        schedule `name` that exists is updated to these settings instead (nothing is recorded
+        when they are the same; an `every` keeps its anchor): for a service's start-up."""
         settings = {
             "trigger": trigger,
             "target": target,
@@ -295,6 +298,9 @@ class Scheduler:
             "principal": principal,
         }
         spec = ScheduleSpec(id=name, **_spec_fields(settings, self.engine.clock.now()))
+        if exist_ok and name in self.engine.snapshot.schedules:
+            self._execute(cmd.UpdateSchedule(spec))
+            return self.schedule(name)
         return self.add_spec(spec)
 
     def add_spec(self, spec: ScheduleSpec) -> ScheduleState:

@@ -531,8 +531,7 @@ class _Parser:
                 raise InvalidInput(self.field("cwd"), "is empty", "give a directory or drop it")
             if cwd is not None and self.base_dir is not None:
                 cwd = resolve_cwd(cwd, self.base_dir)
-            # The ignore: mypy's attrs plugin cannot type Command's `converter=tuple`.
-            target = Command(argv, env=self.env(), cwd=cwd, fallback=fallback)  # type: ignore[arg-type]
+            target = Command(argv, env=self.env(), cwd=cwd, fallback=fallback)
         try:
             validate_target(target)
         except InvalidInput as error:

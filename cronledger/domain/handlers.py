@@ -8,15 +8,17 @@ from __future__ import annotations
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
 from cronledger.domain import ids
+from cronledger.domain.evolve import evolve
 from cronledger.domain.jitter import due_at
 from cronledger.domain.state import EntryStatus, ScheduleState, Snapshot
-from cronledger.domain.triggers import Trigger, next_fire_after
+from cronledger.domain.triggers import Every, Trigger, anchored, next_fire_after
 from cronledger.domain.validation import (
     changed_fields,
     validate_options,
     validate_spec,
-    validate_target,
+    validate_submit,
 )
+from cronledger.domain.values import ScheduleSpec
 from cronledger.errors import DuplicateSchedule, InvalidInput, UnknownEntry, UnknownSchedule
 
 Events = tuple[ev.Event, ...]
@@ -34,10 +36,21 @@ def _next(schedule_id: str, trigger: Trigger, jitter: int, after: int) -> tuple[
     return nominal, due_at(schedule_id, nominal, jitter)
 
 
+def _with_anchor(spec: ScheduleSpec, old: Trigger | None, now: int) -> ScheduleSpec:
+    """An `Every` given without an anchor: the stored one where the interval is unchanged,
+    else the registration instant (SEMANTICS §1)."""
+    trigger = spec.trigger
+    if not isinstance(trigger, Every) or trigger.anchor_ms is not None:
+        return spec
+    if isinstance(old, Every) and old.interval_ms == trigger.interval_ms:
+        return evolve(spec, trigger=old)
+    return evolve(spec, trigger=anchored(trigger, now))
+
+
 def handle(snapshot: Snapshot, command: cmd.UserCommand, now: int) -> Events:
     """The facts that carry out `command` at clock reading `now`."""
     if isinstance(command, cmd.AddSchedule):
-        spec = command.spec
+        spec = _with_anchor(command.spec, None, now)
         validate_spec(spec, now_ms=now)
         if spec.id in snapshot.schedules:
             raise DuplicateSchedule(spec.id)
@@ -45,8 +58,8 @@ def handle(snapshot: Snapshot, command: cmd.UserCommand, now: int) -> Events:
         return (ev.ScheduleAdded(at=now, spec=spec, next_fire_at=nominal, due_at=due),)
 
     if isinstance(command, cmd.UpdateSchedule):
-        spec = command.spec
-        old = _schedule(snapshot, spec.id)
+        old = _schedule(snapshot, command.spec.id)
+        spec = _with_anchor(command.spec, old.spec.trigger, now)
         if spec == old.spec:
             return ()
         validate_spec(spec, now_ms=now)
@@ -118,7 +131,9 @@ def handle(snapshot: Snapshot, command: cmd.UserCommand, now: int) -> Events:
         if entry.status is EntryStatus.ASSIGNED and entry.run_id is not None:
             # Running: the engine that records this stops it through its runner, and a daemon
             # that reads it from the ledger does the same; the exit is reconciled as cancelled.
-            return (ev.RunCancelled(at=now, run_id=entry.run_id, reason="operator"),)
+            # (the reason is prefixed: "timeout" and "replaced" are the policies' own words)
+            reason = "operator" if command.reason == "operator" else f"operator: {command.reason}"
+            return (ev.RunCancelled(at=now, run_id=entry.run_id, reason=reason),)
         return (ev.EntryCancelled(at=now, entry_id=entry.id, reason=command.reason),)
 
     if isinstance(command, cmd.ChangeOptions):
@@ -132,17 +147,7 @@ def handle(snapshot: Snapshot, command: cmd.UserCommand, now: int) -> Events:
 
 
 def _submit(snapshot: Snapshot, command: cmd.SubmitTask, now: int) -> ev.EntryQueued:
-    validate_target(command.target)
-    if command.priority < 0:
-        raise InvalidInput("priority", f"{command.priority} is negative", "use 0 or more")
-    if command.max_attempts < 1:
-        raise InvalidInput(
-            "max_attempts", f"{command.max_attempts} is less than 1", "use 1 for no retry"
-        )
-    if command.timeout_ms is not None and command.timeout_ms <= 0:
-        raise InvalidInput(
-            "timeout", f"{command.timeout_ms} is not positive", "use a positive duration or none"
-        )
+    validate_submit(command)
     return ev.EntryQueued(
         at=now,
         entry_id=ids.task_entry_id(snapshot.position + 1),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from cronledger.errors import InvalidInput
 
@@ -47,3 +48,15 @@ def parse_instant(text: str, field: str = "instant") -> int:
             "add an offset like 2026-01-01T00:00:00+00:00 or Z",
         )
     return to_ms(value, field)
+
+
+def as_instant(value: object, field: str) -> Any:
+    """For attrs converters: an aware datetime or ISO text becomes epoch ms (an error names
+    `field`); anything else is left as it is, for validation to name."""
+    if type(value) is int:
+        return value
+    if isinstance(value, datetime):
+        return to_ms(value, field)
+    if isinstance(value, str):
+        return parse_instant(value, field)
+    return value

@@ -21,12 +21,14 @@ import functools
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 from croniter import CroniterUnsupportedSyntaxError, croniter
 
+from cronledger.domain.durations import as_duration, bounded
+from cronledger.domain.instants import as_instant
 from cronledger.domain.zones import offset_change, seconds
 from cronledger.errors import InvalidInput
 
@@ -39,19 +41,34 @@ class Cron:
     timezone: str = "UTC"
 
 
+def _interval(value: object) -> Any:
+    return as_duration(value, "trigger.interval")
+
+
+def _anchor_at(value: object) -> Any:
+    return as_instant(value, "trigger.anchor")
+
+
+def _instant(value: object) -> Any:
+    return as_instant(value, "trigger.at")
+
+
 @attrs.frozen(kw_only=False)
 class Every:
-    """Fires at `anchor_ms + k * interval_ms` for every integer k: aligned, so it never drifts."""
+    """Fires at `anchor_ms + k * interval_ms` for every integer k: aligned, so it never drifts.
 
-    interval_ms: int
-    anchor_ms: int
+    The interval takes int ms, a timedelta or text ("5m"); the anchor int ms, an aware datetime
+    or ISO text, and defaults (None) to the instant the schedule is registered."""
+
+    interval_ms: int = attrs.field(converter=_interval)
+    anchor_ms: int | None = attrs.field(default=None, converter=_anchor_at)
 
 
 @attrs.frozen(kw_only=False)
 class At:
-    """Fires once, at `instant_ms`."""
+    """Fires once, at `instant_ms` (int ms, an aware datetime or ISO text)."""
 
-    instant_ms: int
+    instant_ms: int = attrs.field(converter=_instant)
 
 
 Trigger: TypeAlias = Cron | Every | At
@@ -114,9 +131,13 @@ def validate_trigger(trigger: Trigger, *, now_ms: int) -> None:
                 f"{trigger.interval_ms!r} ms is shorter than the minimum of 1 s",
                 "use an interval of at least 1 second (1000 ms)",
             )
-        if not _is_int(trigger.anchor_ms):
+        bounded(trigger.interval_ms, "trigger.interval")
+        if trigger.anchor_ms is not None and not _is_int(trigger.anchor_ms):
             raise InvalidInput(
-                "trigger.anchor", f"{trigger.anchor_ms!r} is not an int", "use UTC epoch ms"
+                "trigger.anchor",
+                f"{trigger.anchor_ms!r} is not an instant",
+                "use UTC epoch ms, an aware datetime or ISO text, or omit it (the registration "
+                "instant)",
             )
     elif isinstance(trigger, At):
         if not _is_int(trigger.instant_ms):
@@ -133,6 +154,23 @@ def validate_trigger(trigger: Trigger, *, now_ms: int) -> None:
         raise InvalidInput(
             "trigger", f"{trigger!r} is not a trigger", "use Cron(...), Every(...) or At(...)"
         )
+
+
+def anchored(trigger: Trigger, now_ms: int) -> Trigger:
+    """An `Every` without an anchor, anchored at `now_ms` (its registration instant)."""
+    if isinstance(trigger, Every) and trigger.anchor_ms is None:
+        return Every(trigger.interval_ms, now_ms)
+    return trigger
+
+
+def _anchor(trigger: Every) -> int:
+    if trigger.anchor_ms is None:
+        raise InvalidInput(
+            "trigger.anchor",
+            "is not set yet (it is the instant the schedule is registered)",
+            "register the schedule first, or give Every(interval, anchor)",
+        )
+    return trigger.anchor_ms
 
 
 def _is_int(value: object) -> bool:
@@ -373,8 +411,9 @@ def _next_match(m: _Matcher, wall_minute: int) -> int | None:
 def next_fire_after(trigger: Trigger, after_ms: int) -> int | None:
     """The first nominal fire instant strictly after `after_ms`, or None when there is none."""
     if isinstance(trigger, Every):
-        k = (after_ms - trigger.anchor_ms) // trigger.interval_ms + 1
-        return trigger.anchor_ms + k * trigger.interval_ms
+        anchor = _anchor(trigger)
+        k = (after_ms - anchor) // trigger.interval_ms + 1
+        return anchor + k * trigger.interval_ms
     if isinstance(trigger, At):
         return trigger.instant_ms if trigger.instant_ms > after_ms else None
     return _cron_next(_compile(trigger.expr), trigger.timezone, after_ms)
@@ -435,7 +474,7 @@ def fires_between(trigger: Trigger, first_ms: int, last_ms: int) -> tuple[int, i
     if last_ms < first_ms:
         return 0, None
     if isinstance(trigger, Every):
-        step, anchor = trigger.interval_ms, trigger.anchor_ms
+        step, anchor = trigger.interval_ms, _anchor(trigger)
         low = -((anchor - first_ms) // step)  # ceil((first - anchor) / step)
         high = (last_ms - anchor) // step
         if high < low:

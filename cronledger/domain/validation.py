@@ -6,6 +6,8 @@ import re
 
 import attrs
 
+from cronledger.domain.commands import SubmitTask
+from cronledger.domain.durations import bounded
 from cronledger.domain.hours import gate_opens_at, validate_window
 from cronledger.domain.triggers import validate_trigger
 from cronledger.domain.values import (
@@ -15,6 +17,7 @@ from cronledger.domain.values import (
     ConcurrencyPolicy,
     MisfirePolicy,
     Options,
+    Retry,
     ScheduleSpec,
     Target,
 )
@@ -34,12 +37,78 @@ def validate_schedule_id(schedule_id: str, field: str = "id") -> None:
         )
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_LARGEST = 2**53  # what every JSON reader keeps exact
+
+
+def _whole(value: object, field: str, fix: str) -> None:
+    if not _is_int(value):
+        raise InvalidInput(field, f"{value!r} is not a whole number", fix)
+    if abs(value) > _LARGEST:  # type: ignore[arg-type]
+        raise InvalidInput(field, f"{value!r} is too large", fix)
+
+
+def _duration(value: int | None, field: str, fix: str) -> None:
+    """A non-negative duration in ms, at most MAX_DURATION_MS."""
+    _non_negative(value, field, fix)
+    if value is not None:
+        bounded(value, field)
+
+
 def _non_negative(value: int | None, field: str, fix: str) -> None:
-    if value is not None and (not isinstance(value, int) or value < 0):
-        raise InvalidInput(field, f"{value!r} is negative", fix)
+    if value is not None:
+        _whole(value, field, fix)
+        if value < 0:
+            raise InvalidInput(field, f"{value!r} is negative", fix)
+
+
+def _positive_timeout(value: int | None) -> None:
+    fix = "use a positive duration (e.g. '90s') or none"
+    if value is not None:
+        _duration(value, "timeout", fix)
+        if value <= 0:
+            raise InvalidInput("timeout", f"{value} is not positive", fix)
+
+
+def validate_retry(max_attempts: int, backoff_ms: int, max_backoff_ms: int, prefix: str) -> None:
+    """The retry policy of a schedule (`prefix` "retry.") or of a submitted task ("")."""
+    _whole(max_attempts, f"{prefix}max_attempts", "use 1 for no retry, or more")
+    if max_attempts < 1:
+        raise InvalidInput(
+            f"{prefix}max_attempts", f"{max_attempts} is less than 1", "use 1 for no retry, or more"
+        )
+    _duration(backoff_ms, f"{prefix}backoff", "use 0 or more, e.g. '30s'")
+    _duration(max_backoff_ms, f"{prefix}max_backoff", "use 0 or more, e.g. '1h'")
+    if max_backoff_ms < backoff_ms:
+        raise InvalidInput(
+            f"{prefix}max_backoff",
+            f"is smaller than {prefix}backoff",
+            "make max_backoff at least backoff",
+        )
+
+
+def validate_principal(principal: object) -> None:
+    if not isinstance(principal, str) or not _PRINCIPAL.match(principal):
+        raise InvalidInput(
+            "principal",
+            f"{principal!r} is not a principal",
+            "use user:NAME, system:NAME or service:NAME",
+        )
 
 
 def _validate_argv(argv: tuple[str, ...], field: str) -> None:
+    if isinstance(argv, str | bytes):
+        raise InvalidInput(
+            field,
+            f"{argv!r} is one string, not a list of arguments (there is no shell)",
+            "give the program and its arguments as a list, e.g. ['echo', 'hi'] "
+            "(shlex.split('echo hi') makes one)",
+        )
+    if not isinstance(argv, tuple):
+        raise InvalidInput(field, f"{argv!r} is not a command", "give a list, e.g. ['echo', 'hi']")
     if not all(isinstance(a, str) and "\0" not in a for a in argv) or not argv[0]:
         raise InvalidInput(
             field,
@@ -64,7 +133,7 @@ def _validate_env(env: object, field: str) -> None:
 
 def validate_target(target: Target, field: str = "target") -> None:
     if isinstance(target, Command):
-        if not target.argv:
+        if isinstance(target.argv, tuple) and not target.argv:
             raise InvalidInput(
                 f"{field}.argv",
                 "the command is empty",
@@ -72,6 +141,8 @@ def validate_target(target: Target, field: str = "target") -> None:
             )
         _validate_argv(target.argv, f"{field}.argv")
         if target.fallback is not None:
+            if isinstance(target.fallback, str | bytes):
+                _validate_argv(target.fallback, f"{field}.fallback")
             if not isinstance(target.fallback, tuple) or not target.fallback:
                 raise InvalidInput(
                     f"{field}.fallback",
@@ -85,6 +156,13 @@ def validate_target(target: Target, field: str = "target") -> None:
                 f"{field}.cwd", f"{target.cwd!r} is not a directory path", "give a path or omit it"
             )
     elif isinstance(target, Call):
+        if not isinstance(target.name, str):
+            what = getattr(target.name, "__name__", None)
+            raise InvalidInput(
+                f"{field}.name",
+                f"{target.name!r} is not a name",
+                f"register the callable and pass its name, e.g. Call({what or 'NAME'!r})",
+            )
         if not target.name:
             raise InvalidInput(
                 f"{field}.name",
@@ -110,8 +188,8 @@ def validate_spec(spec: ScheduleSpec, *, now_ms: int) -> None:
         raise InvalidInput(
             "misfire", f"{spec.misfire!r} is not a policy", "choose skip or catch_up"
         )
-    _non_negative(spec.misfire_grace_ms, "misfire_grace", "use 0 or more, e.g. 60s")
-    _non_negative(spec.catch_up_window_ms, "catch_up_window", "use a positive duration")
+    _duration(spec.misfire_grace_ms, "misfire_grace", "use 0 or more, e.g. 60s")
+    _duration(spec.catch_up_window_ms, "catch_up_window", "use a positive duration")
     if spec.catch_up_window_ms is not None and spec.misfire is not MisfirePolicy.CATCH_UP:
         raise InvalidInput(
             "catch_up_window",
@@ -119,25 +197,14 @@ def validate_spec(spec: ScheduleSpec, *, now_ms: int) -> None:
             "set misfire=catch_up or drop the window",
         )
     _non_negative(spec.priority, "priority", "use 0 or more (higher runs first)")
-    _non_negative(spec.jitter_ms, "jitter", "use 0 or more")
+    _duration(spec.jitter_ms, "jitter", "use 0 or more")
     retry = spec.retry
-    if retry.max_attempts < 1:
-        raise InvalidInput(
-            "retry.max_attempts",
-            f"{retry.max_attempts} is less than 1",
-            "use 1 for no retry, or more",
-        )
-    _non_negative(retry.backoff_ms, "retry.backoff", "use 0 or more")
-    if retry.max_backoff_ms < retry.backoff_ms:
-        raise InvalidInput(
-            "retry.max_backoff",
-            "is smaller than retry.backoff",
-            "make max_backoff at least backoff",
-        )
-    if spec.timeout_ms is not None and spec.timeout_ms <= 0:
-        raise InvalidInput(
-            "timeout", f"{spec.timeout_ms} is not positive", "use a positive duration or none"
-        )
+    if not isinstance(retry, Retry):
+        raise InvalidInput("retry", f"{retry!r} is not a Retry", "use Retry(max_attempts, ...)")
+    validate_retry(retry.max_attempts, retry.backoff_ms, retry.max_backoff_ms, "retry.")
+    _positive_timeout(spec.timeout_ms)
+    if spec.fire_limit is not None:
+        _whole(spec.fire_limit, "fire_limit", "use 1 or more, or none for no limit")
     if spec.fire_limit is not None and spec.fire_limit < 1:
         raise InvalidInput(
             "fire_limit", f"{spec.fire_limit} is less than 1", "use 1 or more, or none for no limit"
@@ -149,21 +216,20 @@ def validate_spec(spec: ScheduleSpec, *, now_ms: int) -> None:
     if spec.active_hours is not None and spec.quiet_hours is not None:
         # Refused here, at the edge: a gate that never opens would fail every tick.
         gate_opens_at(spec.active_hours, spec.quiet_hours, now_ms)
-    if not _PRINCIPAL.match(spec.principal):
-        raise InvalidInput(
-            "principal",
-            f"{spec.principal!r} is not a principal",
-            "use user:NAME, system:NAME or service:NAME",
-        )
+    validate_principal(spec.principal)
 
 
 def validate_options(options: Options) -> None:
     for field in ("max_workers", "max_per_tick", "batch_size"):
         value = getattr(options, field)
-        if not isinstance(value, int) or value < 1:
+        _whole(value, field, "use 1 or more")
+        if value < 1:
             raise InvalidInput(field, f"{value!r} is less than 1", "use 1 or more")
-    for field in ("slot_headroom", "fallback_headroom", "misfire_grace_ms"):
+    if not isinstance(options.draining, bool):
+        raise InvalidInput("draining", f"{options.draining!r} is not True or False", "use a bool")
+    for field in ("slot_headroom", "fallback_headroom"):
         _non_negative(getattr(options, field), field, "use 0 or more")
+    _duration(options.misfire_grace_ms, "misfire_grace_ms", "use 0 or more, e.g. 60s")
     tail = options.output_tail_bytes
     if not isinstance(tail, int) or isinstance(tail, bool) or not 0 <= tail <= OUTPUT_TAIL_LIMIT:
         raise InvalidInput(
@@ -178,3 +244,16 @@ def changed_fields(old: Options, new: Options) -> tuple[str, ...]:
     return tuple(
         a.name for a in attrs.fields(Options) if getattr(old, a.name) != getattr(new, a.name)
     )
+
+
+def validate_submit(command: SubmitTask) -> None:
+    """A one-off task: its target, priority, hold, retry, timeout and principal."""
+    validate_target(command.target)
+    _non_negative(command.priority, "priority", "use 0 or more (higher runs first)")
+    if command.hold is not None and (not isinstance(command.hold, str) or not command.hold):
+        raise InvalidInput(
+            "hold", f"{command.hold!r} is not a reason", "give a reason as text, or no hold"
+        )
+    validate_retry(command.max_attempts, command.backoff_ms, command.max_backoff_ms, "")
+    _positive_timeout(command.timeout_ms)
+    validate_principal(command.principal)

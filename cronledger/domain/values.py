@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 import attrs
 
+from cronledger.domain.durations import as_duration
 from cronledger.domain.hours import Window
 from cronledger.domain.triggers import Trigger
 
@@ -27,13 +29,22 @@ class ConcurrencyPolicy(StrEnum):
     ALLOW = "allow"
 
 
+def _backoff(value: object) -> Any:
+    return as_duration(value, "retry.backoff")
+
+
+def _max_backoff(value: object) -> Any:
+    return as_duration(value, "retry.max_backoff")
+
+
 @attrs.frozen
 class Retry:
-    """Exponential retry: attempt n waits min(max_backoff, backoff * 2**(n-1)) after failing."""
+    """Exponential retry: attempt n waits min(max_backoff, backoff * 2**(n-1)) after failing.
+    The backoffs take int ms, a timedelta or text ("5m")."""
 
     max_attempts: int = 1
-    backoff_ms: int = 1000
-    max_backoff_ms: int = 3_600_000
+    backoff_ms: int = attrs.field(default=1000, converter=_backoff)
+    max_backoff_ms: int = attrs.field(default=3_600_000, converter=_max_backoff)
 
     def delay_after(self, failed_attempt: int) -> int:
         """Backoff before the attempt that follows `failed_attempt` (1-based)."""
@@ -56,6 +67,16 @@ def _env_pairs(value: object) -> object:
     return value
 
 
+def _argv(value: object) -> object:
+    """A list or tuple (any iterable but text) -> a tuple; text is left for validation to
+    refuse (it would be split into characters)."""
+    if isinstance(value, tuple):
+        return value
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        return value
+    return tuple(value)
+
+
 def _optional_argv(value: object) -> object:
     return tuple(value) if isinstance(value, tuple | list) else value
 
@@ -65,7 +86,7 @@ class Command:
     """A subprocess target: argv only (never a shell), optional env (a mapping or pairs), cwd
     and fallback argv."""
 
-    argv: tuple[str, ...] = attrs.field(converter=tuple)
+    argv: tuple[str, ...] = attrs.field(converter=_argv)
     env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_env_pairs)
     cwd: str | None = None
     fallback: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_argv)

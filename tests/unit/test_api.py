@@ -93,6 +93,25 @@ def test_durations_and_instants_are_accepted_in_every_form(scheduler: cronledger
     assert scheduler.add("every", "every 90s", ["true"]).spec.trigger == Every(90_000, T0)
 
 
+def test_add_with_exist_ok_is_what_a_service_does_at_every_start(
+    scheduler: cronledger.Scheduler, clock: FakeClock
+) -> None:
+    first = scheduler.add("digest", "every 6h", Call("digest"), concurrency="queue_one")
+    with pytest.raises(cronledger.DuplicateSchedule):
+        scheduler.add("digest", "every 6h", Call("digest"), concurrency="queue_one")
+    position = scheduler.snapshot.position
+    clock.advance(5 * MINUTE)  # the service restarts later: same settings, nothing recorded
+    again = scheduler.add(
+        "digest", "every 6h", Call("digest"), concurrency="queue_one", exist_ok=True
+    )
+    assert scheduler.snapshot.position == position
+    assert again.spec == first.spec and again.next_fire_at == first.next_fire_at
+    changed = scheduler.add("digest", "every 6h", Call("digest"), priority=2, exist_ok=True)
+    assert changed.spec.priority == 2 and changed.spec.trigger == first.spec.trigger  # same phase
+    fresh = scheduler.add("other", "every 1h", ["true"], exist_ok=True)  # absent: added
+    assert fresh.spec.trigger == Every(3_600_000, T0 + 5 * MINUTE)
+
+
 def test_update_changes_only_what_it_names(scheduler: cronledger.Scheduler) -> None:
     scheduler.add("job", "0 * * * *", ["job"], priority=3, retry=2)
     state = scheduler.update("job", trigger=Cron("30 * * * *"), timeout="5m")

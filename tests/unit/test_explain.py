@@ -459,6 +459,18 @@ def test_an_operator_cancel_is_explained() -> None:
     assert "It was cancelled at 2026-01-01T00:01:00Z (operator)" in _text(x)
 
 
+def test_an_operator_s_reason_for_cancelling_a_running_entry_is_kept() -> None:
+    w = World(Script(10 * MINUTE))
+    w.add(spec("job"))
+    w.run_until(T0 + MINUTE)
+    w.do(cmd.CancelEntry(FIRST, "user said so"))
+    w.runner.carry_out([cmd.CancelRun(run_id=f"{FIRST}#1", reason="operator")], w.now)
+    w.run_until(T0 + MINUTE + 2 * SECOND)
+    x = _explain(w, f"{FIRST}#1")
+    assert (x.decision, x.rule) == ("cancelled", ex.R_OPERATOR)
+    assert "(operator: user said so)" in _text(x)
+
+
 def test_a_waiting_entry_of_a_removed_schedule_is_cancelled() -> None:
     w = World()
     w.do(cmd.ChangeOptions(Options(draining=True)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,7 @@ from cronledger.domain import commands as cmd
 from cronledger.domain.durations import parse_duration
 from cronledger.domain.instants import parse_instant, to_ms
 from cronledger.domain.triggers import At, Cron, Every
-from cronledger.domain.values import Command, Options
+from cronledger.domain.values import Call, Command, Options, Retry
 from cronledger.errors import (
     CronledgerError,
     DuplicateSchedule,
@@ -18,7 +18,7 @@ from cronledger.errors import (
     UnknownEntry,
     UnknownSchedule,
 )
-from tests.harness import T0, World, spec
+from tests.harness import MINUTE, T0, World, spec
 
 
 @pytest.mark.parametrize(
@@ -158,3 +158,100 @@ def test_active_and_quiet_hours_that_never_open_are_refused_at_the_edge() -> Non
         validate_spec(bad, now_ms=T0)
     assert caught.value.field == "quiet_hours"
     validate_spec(spec(active_hours=night, quiet_hours=Window("23:00", "01:00")), now_ms=T0)
+
+
+def _noop() -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "words"),
+    [
+        ({"target": Command("echo hi")}, "target.argv", "one string"),
+        ({"target": Command(("x",), fallback="echo hi")}, "target.fallback", "one string"),
+        ({"target": Call(_noop)}, "target.name", "Call('_noop')"),
+        ({"retry": Retry(max_attempts="3")}, "retry.max_attempts", "whole number"),
+        ({"retry": Retry(max_attempts=True)}, "retry.max_attempts", "whole number"),
+        ({"retry": Retry(2, backoff_ms=-1)}, "retry.backoff", "negative"),
+        ({"priority": 2**60}, "priority", "too large"),
+        ({"jitter_ms": 10**15}, "jitter", "100 years"),
+        ({"timeout_ms": "90s"}, "timeout", "whole number"),
+        ({"trigger": Every(10**15, T0)}, "trigger.interval", "100 years"),
+    ],
+)
+def test_wrong_types_and_sizes_are_named_not_crashed_on(
+    kwargs: dict[str, object], field: str, words: str
+) -> None:
+    w = World()
+    with pytest.raises(InvalidInput) as caught:
+        w.add(spec("job", **kwargs))
+    assert caught.value.field == field
+    assert words in str(caught.value)
+    assert w.log == []
+
+
+def test_triggers_and_retry_take_timedeltas_datetimes_and_text() -> None:
+    anchor = datetime(2026, 1, 1, tzinfo=UTC)
+    assert Every(timedelta(minutes=1), anchor) == Every(MINUTE, T0)
+    assert Every("1m", "2026-01-01T00:00:00Z") == Every(MINUTE, T0)
+    assert At(anchor + timedelta(days=1)) == At("2026-01-02T00:00:00Z") == At(T0 + 86_400_000)
+    assert Retry(3, backoff_ms=timedelta(seconds=5), max_backoff_ms="1m") == Retry(3, 5000, MINUTE)
+    with pytest.raises(InvalidInput, match=r"trigger\.at"):
+        At("tomorrow")
+    with pytest.raises(InvalidInput, match="naive"):
+        Every(MINUTE, datetime(2026, 1, 1))
+
+
+def test_every_without_an_anchor_is_anchored_at_registration_and_kept_by_updates() -> None:
+    w = World()
+    w.clock.advance(12_345)
+    w.add(spec("job", trigger=Every(MINUTE)))
+    stored = w.snapshot.schedules["job"]
+    assert stored.spec.trigger == Every(MINUTE, T0 + 12_345)
+    assert stored.next_fire_at == T0 + 12_345 + MINUTE
+    w.clock.advance(5_000)
+    w.do(cmd.UpdateSchedule(spec("job", trigger=Every(MINUTE), priority=3)))
+    assert w.snapshot.schedules["job"].spec.trigger == Every(MINUTE, T0 + 12_345)  # same phase
+    w.do(cmd.UpdateSchedule(spec("job", trigger=Every(2 * MINUTE))))
+    assert w.snapshot.schedules["job"].spec.trigger == Every(2 * MINUTE, T0 + 17_345)
+
+
+@pytest.mark.parametrize(
+    ("command", "field"),
+    [
+        (cmd.SubmitTask(target=Call("noop"), backoff_ms=-1), "backoff"),
+        (cmd.SubmitTask(target=Call("noop"), backoff_ms=10, max_backoff_ms=5), "max_backoff"),
+        (cmd.SubmitTask(target=Call("noop"), hold=5), "hold"),  # type: ignore[arg-type]
+        (cmd.SubmitTask(target=Call("noop"), principal="nobody"), "principal"),
+        (cmd.SubmitTask(target=Call("noop"), max_attempts=0), "max_attempts"),
+        (cmd.SubmitTask(target=Command("true")), "target.argv"),
+    ],
+)
+def test_submit_checks_what_add_checks(command: cmd.SubmitTask, field: str) -> None:
+    w = World()
+    with pytest.raises(InvalidInput) as caught:
+        w.do(command)
+    assert caught.value.field == field
+    assert w.log == []
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        (Options(max_workers=True), "max_workers"),
+        (Options(max_workers="8"), "max_workers"),  # type: ignore[arg-type]
+        (Options(draining="no"), "draining"),  # type: ignore[arg-type]
+        (Options(misfire_grace_ms=10**15), "misfire_grace_ms"),
+    ],
+)
+def test_options_of_the_wrong_type_are_refused(options: Options, field: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        World().do(cmd.ChangeOptions(options))
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("text", ["²", "\u0661\u0662s", "99999999999999999999d", "36501d"])
+def test_durations_are_ascii_and_at_most_100_years(text: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_duration(text)
+    assert parse_duration("36500d") == 36_500 * 86_400_000

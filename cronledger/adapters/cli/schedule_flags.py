@@ -104,7 +104,14 @@ def table_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if key in table:
             duration(table[key], FLAG_OF[key], zero_ok=zero_ok)  # e.g. -5s: "must be positive"
     if "fallback" in table:
-        table["fallback"] = shlex.split(table["fallback"])
+        try:
+            table["fallback"] = shlex.split(table["fallback"])
+        except ValueError as error:  # e.g. "No closing quotation"
+            raise InvalidInput(
+                "--fallback",
+                f"{table['fallback']!r} cannot be split into arguments ({error})",
+                "quote it as a shell would, e.g. --fallback \"logger 'backup failed'\"",
+            ) from None
     if table.get("cwd"):  # relative to where the command is typed, not to the daemon's
         table["cwd"] = resolve_cwd(table["cwd"], os.getcwd())
     if args.env is not None:
