@@ -31,6 +31,7 @@ from cronledger.domain.values import (
 )
 from cronledger.errors import (
     CronledgerError,
+    DaemonRunning,
     DuplicateSchedule,
     InvalidInput,
     LedgerConflict,
@@ -54,6 +55,7 @@ __all__ = [
     "ConcurrencyPolicy",
     "CronledgerError",
     "Cron",
+    "DaemonRunning",
     "DuplicateSchedule",
     "Duration",
     "Entry",

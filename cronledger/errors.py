@@ -79,3 +79,15 @@ class LedgerCorrupted(LedgerError):
         self.position = position
         self.problem = problem
         super().__init__(f"ledger position {position}: {problem}")
+
+
+class DaemonRunning(CronledgerError):
+    """Another daemon runs on this ledger under the same node name (or unnamed)."""
+
+    def __init__(self, node: str | None) -> None:
+        self.node = node
+        who = f"as node {node!r}" if node else "unnamed (without --node)"
+        super().__init__(
+            f"another daemon is running on this ledger {who}: stop it first, or give each "
+            "daemon its own name with --node NAME (Engine(node=...), cronledger.open(node=...))"
+        )

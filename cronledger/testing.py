@@ -151,9 +151,15 @@ class VirtualScheduler(Scheduler):
         summaries = self.settle()
         while True:
             now = self.fake_clock.now()
+            exit_at = self.fake_runner.next_exit_at()
+            if exit_at is not None and exit_at <= now:
+                # a run cancelled by this instant's tick (timeout, REPLACE) ends at once: record
+                # it now, not when something else happens
+                summaries += self.settle()
+                continue
             candidates = [
                 t
-                for t in (next_wake(self.engine.snapshot), self.fake_runner.next_exit_at())
+                for t in (next_wake(self.engine.snapshot), exit_at)
                 if t is not None and now < t <= target
             ]
             if not candidates:

@@ -277,7 +277,7 @@ def _key_problem(got: Iterable[str], want: frozenset[str], optional: Iterable[st
     if missing := sorted(want - have - set(optional)):
         parts.append(f"missing fields {missing}")
     if extra := sorted(have - want):
-        parts.append(f"unexpected fields {extra} (written by a newer cronledger? upgrade)")
+        parts.append(f"unexpected fields {extra} (written by a newer cronledger, or altered)")
     return ", ".join(parts)
 
 

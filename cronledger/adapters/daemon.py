@@ -27,6 +27,7 @@ from cronledger.adapters.process_runner import ProcessRunner
 from cronledger.adapters.runner import Runners
 from cronledger.domain.commands import ChangeOptions, StartRun
 from cronledger.domain.instants import iso
+from cronledger.domain.values import Options
 
 ONCE_POLL_S = 0.05  # how often `--once` looks for the exits of the runs it started
 log = logging.getLogger("cronledger.daemon")
@@ -77,15 +78,24 @@ class Settings:
     until: int | None = None
     once: bool = False
     drain_timeout_ms: int = 60_000
-    node: str | None = None  # --node; None: unnamed (adopts every active run)
+    node: str | None = None  # --node; None: unnamed
+    options_file: bool = False  # `options` is a whole [options] table: keys left out: defaults
 
 
 def serve(ledger: Ledger, settings: Settings) -> int:
     """Run the daemon on `ledger` (closed at the end): ticks until signalled or `until`."""
     engine = engine_on(ledger, settings.state_dir, node=settings.node)
     try:
-        options = options_from_mapping(dict(settings.options), engine.snapshot.options)
-        engine.execute(ChangeOptions(options))
+        engine.claim()  # before anything is recorded: a refused daemon changes nothing
+    except BaseException:
+        engine.close()
+        raise
+    try:
+        current = engine.snapshot.options
+        base = Options(draining=current.draining) if settings.options_file else current
+        options = options_from_mapping(dict(settings.options), base)
+        if options != current:
+            engine.execute(ChangeOptions(options))
         _log_start(engine, settings)
         if settings.once:
             run_once(engine, settings.drain_timeout_ms)
@@ -122,7 +132,7 @@ def run_once(engine: Engine, wait_ms: int) -> None:
                 if stop.wait(ONCE_POLL_S):
                     log.info("signal: no more waiting")
                     break
-                engine.tick()
+                engine.tick(reconcile_only=True)  # record exits; fire nothing while waiting
         finally:
             _set_draining(engine, False)
     finally:
@@ -130,9 +140,8 @@ def run_once(engine: Engine, wait_ms: int) -> None:
             signal.signal(signum, handler)
     left = _active(engine, started)
     if left:
-        log.warning(
-            "%d runs still active after --drain-timeout; the next daemon collects them", left
-        )
+        why = "the wait was cut short by a signal" if stop.is_set() else "--drain-timeout passed"
+        log.warning("%d run(s) still active (%s): the next daemon collects them", left, why)
 
 
 def _catch_signals(stop: threading.Event) -> dict[int, Any]:

@@ -40,7 +40,7 @@ from cronledger.domain.reconcile import bound_exits
 from cronledger.domain.state import EMPTY, ActiveRun, Snapshot
 from cronledger.domain.tick import TickPlan, next_wake, plan_tick
 from cronledger.domain.values import RunExit, Target
-from cronledger.errors import InvalidInput, LedgerConflict
+from cronledger.errors import DaemonRunning, InvalidInput, LedgerConflict
 from cronledger.projectors.snapshot import apply_all
 
 MAX_CONFLICT_RETRIES = 50
@@ -80,6 +80,13 @@ Decide = Callable[[Snapshot], tuple[Sequence[ev.Event], Snapshot | None]]
 SignalHandler = Callable[[int, FrameType | None], object] | int | None
 
 
+CLAIM_WAIT_S = 3.0  # how long start() waits for a node name another daemon is releasing
+
+
+def _no_release() -> None:
+    return None
+
+
 class Engine:
     """Ledger + clock + runner. `tick()` runs one tick; `run()` runs until stopped."""
 
@@ -94,9 +101,10 @@ class Engine:
         node: str | None = None,
     ) -> None:
         self.ledger = ledger
-        # This engine's name, recorded on the runs it dispatches: at start-up it adopts only
-        # its own (and unnamed ones); None adopts every active run.
+        # This engine's name, recorded on the runs it dispatches and claimed on the ledger
+        # while it runs (see start()); None is the unnamed daemon.
         self.node = node
+        self.claim_wait_s = CLAIM_WAIT_S
         self.clock: Clock = clock or SystemClock()
         self.runner = runner
         self.idle_cap_ms = idle_cap_ms
@@ -114,6 +122,8 @@ class Engine:
         self._defer_started = False
         self._caught_up = False  # the last tick folded foreign facts after planning
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
+        self._claim: Callable[[], None] | None = None  # this node name's, from start() to close()
+        self._adopted: set[str] = set()  # runs of other nodes adopted at start-up
         self._snapshot: Snapshot = catch_up(ledger, load_snapshot(ledger) or EMPTY)
         # Runs our runner was told to stop; those being cancelled at start-up are `adopt`'s.
         self._cancels_sent = {r.run_id for r in self._snapshot.runs.values() if r.cancelling}
@@ -165,7 +175,13 @@ class Engine:
             try:
                 self.ledger.append(events, snapshot.position)
             except LedgerConflict:
+                before = snapshot.position
                 self.refresh()
+                log.debug(
+                    "ledger conflict at position %d (now %d): deciding again",
+                    before,
+                    self._snapshot.position,
+                )
                 continue
             self._snapshot = after if after is not None else apply_all(snapshot, events)
             self._publish(events)
@@ -288,8 +304,9 @@ class Engine:
 
     # --- one tick -----------------------------------------------------------------------------
 
-    def tick(self) -> TickPlan:
-        """One tick at the clock's current reading."""
+    def tick(self, *, reconcile_only: bool = False) -> TickPlan:
+        """One tick at the clock's current reading (`reconcile_only`: record the runs' exits
+        and expired timeouts, fire and dispatch nothing; see `plan_tick`)."""
         began = time.perf_counter()
         # Inside run() a tick does not read the position first: one that appends is checked by
         # the append (a foreign write since our snapshot is a LedgerConflict: catch up, decide
@@ -313,7 +330,7 @@ class Engine:
             # runners read up to OUTPUT_TAIL_LIMIT of output; the header and the facts keep
             # what the option in force allows (decided again after a conflict)
             exits = bound_exits(self._exits, snapshot.options.output_tail_bytes)
-            plans.append(plan_tick(base, now, exits, self.node))
+            plans.append(plan_tick(base, now, exits, self.node, reconcile_only=reconcile_only))
             if plans[-1].commands:
                 self._crash.reached("before_append")
             if started:
@@ -434,23 +451,71 @@ class Engine:
     # --- the loop -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Before looping: undo a draining left by a previous stop, adopt the active runs."""
+        """Before looping: claim this engine's node name on the ledger (DaemonRunning while
+        another daemon holds it), undo a draining left by a previous stop, adopt the active
+        runs no running daemon owns, and record what they did meanwhile."""
+        self.claim()
         if self._snapshot.options.draining:
             options = evolve(self._snapshot.options, draining=False)
             self.execute(ChangeOptions(options))
         if self.runner is not None and self._snapshot.runs:
             now = self.clock.now()
-            runs = sorted(self._snapshot.runs.values(), key=lambda r: r.run_id)
-            own: list[ActiveRun] = []
-            others: list[str] = []
-            for run in runs:
-                if self._owns(run):
-                    own.append(run)
-                else:
-                    others.append(run.run_id)
-            if others:
-                log.info("%d active runs of other nodes are left to them", len(others))
-            self._record_started(self.runner.adopt(own, now, keep=others), now)
+            own, others, borrowed = self._runs_to_adopt()
+            try:
+                if others:
+                    log.info("%d active runs of other daemons are left to them", len(others))
+                self._adopted = {r.run_id for r in own}
+                self._record_started(self.runner.adopt(own, now, keep=others), now)
+                # what ended while no daemon watched is recorded before any fire is judged by
+                # it (FORBID would otherwise skip the next fire for a run long over)
+                self.tick(reconcile_only=True)
+            finally:
+                for release in borrowed:
+                    release()
+
+    def claim(self) -> None:
+        """Hold the claim of this engine's node name on the ledger until close() (start() takes
+        it; DaemonRunning while another daemon holds it after `claim_wait_s`)."""
+        if self._claim is not None:
+            return
+        claim = getattr(self.ledger, "claim", None)
+        if claim is None:  # a ledger without claims (a test double): nothing to guard
+            self._claim = _no_release
+            return
+        deadline = time.monotonic() + self.claim_wait_s  # another may be releasing it now
+        while (release := claim(self.node or "")) is None:
+            if time.monotonic() >= deadline:
+                raise DaemonRunning(self.node)
+            time.sleep(0.05)
+        self._claim = release
+
+    def _runs_to_adopt(self) -> tuple[list[ActiveRun], list[str], list[Callable[[], None]]]:
+        """(runs to adopt, ids of runs left to a running daemon, claims borrowed meanwhile).
+
+        Own runs are adopted. So are those of a node no daemon runs as, where this engine may
+        take them: a named engine the unnamed runs, the unnamed engine every other node's. A
+        named engine leaves the other names' runs to them (their state dirs are theirs)."""
+        claim = getattr(self.ledger, "claim", None)
+        by_node: dict[str | None, list[ActiveRun]] = {}
+        for run in sorted(self._snapshot.runs.values(), key=lambda r: r.run_id):
+            by_node.setdefault(run.node, []).append(run)
+        own: list[ActiveRun] = []
+        others: list[str] = []
+        borrowed: list[Callable[[], None]] = []
+        for node, runs in by_node.items():
+            if node == self.node:
+                own += runs
+                continue
+            if self.node is not None and node is not None:
+                release = None
+            else:
+                release = claim(node or "") if claim is not None else _no_release
+            if release is None:
+                others += [r.run_id for r in runs]
+            else:
+                borrowed.append(release)
+                own += runs
+        return own, others, borrowed
 
     def _own_active(self) -> int:
         """Active runs this engine waits for when draining (another node's are that node's)."""
@@ -459,9 +524,8 @@ class Engine:
         return sum(1 for r in self._snapshot.runs.values() if self._owns(r))
 
     def _owns(self, run: ActiveRun) -> bool:
-        """Whether a run the ledger says is active is this engine's to adopt: another named
-        node's runs are left to that node (its restart, or a daemon started under its name)."""
-        return self.node is None or run.node is None or run.node == self.node
+        """Whether an active run is this engine's: dispatched under its name, or adopted."""
+        return run.node == self.node or run.run_id in self._adopted
 
     def run(
         self,
@@ -480,6 +544,12 @@ class Engine:
             with CycleCollector() as collector:
                 self._loop(until, drain_timeout_ms, collector)
             self._flush_started()
+            if self._snapshot.options.draining:
+                # The drain this loop recorded is over (or a second signal cut it short): undo
+                # it, or every other daemon on the ledger would stay held back.
+                options = evolve(self._snapshot.options, draining=False)
+                self.execute(ChangeOptions(options))
+                log.info("drain over: draining undone")
         finally:
             self._defer_started = False
             for signum, handler in previous.items():
@@ -551,4 +621,7 @@ class Engine:
     def close(self) -> None:
         if self.runner is not None:
             self.runner.close()
+        if self._claim is not None:
+            self._claim()
+            self._claim = None
         self.ledger.close()

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
@@ -23,6 +23,12 @@ class Ledger(Protocol):
     """An append-only, optimistically locked event stream (positions 1..position())."""
 
     url: str
+
+    def claim(self, key: str) -> Callable[[], None] | None:
+        """Take the daemon claim `key` (a node name, "" for the unnamed daemon) for as long as
+        this process lives or until the returned release is called; None while another daemon
+        holds it (`daemon_claim.py`)."""
+        ...
 
     def position(self) -> int:
         """Number of events stored (0 = empty): the position of the last one."""

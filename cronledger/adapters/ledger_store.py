@@ -49,6 +49,13 @@ from eventsourcing.persistence import (
 from eventsourcing.popo import POPOAggregateRecorder
 
 from cronledger.adapters.codec import Decoder, EventCodec, default_codec
+from cronledger.adapters.daemon_claim import (
+    Claimer,
+    Release,
+    memory_claimer,
+    postgres_claimer,
+    sqlite_claimer,
+)
 from cronledger.errors import InvalidInput, LedgerConflict, LedgerCorrupted, LedgerError
 
 if TYPE_CHECKING:
@@ -83,8 +90,10 @@ class RecorderLedger:
         close: Callable[[], None] | None = None,
         db_errors: tuple[type[Exception], ...] = (),
         snapshots_in_version_order: bool = True,
+        claimer: Claimer | None = None,
     ) -> None:
         self.url = url
+        self._claimer = claimer or memory_claimer(events)
         self.events_recorder = events
         self.snapshots_recorder = snapshots
         self.codec = codec
@@ -97,6 +106,12 @@ class RecorderLedger:
         self._closed = False
 
     # --- the port ---------------------------------------------------------------------------
+
+    def claim(self, key: str) -> Release | None:
+        """Take the daemon claim `key` (see `daemon_claim`): a release function, or None while
+        another daemon holds it."""
+        with self._guard("claim a daemon name on"):
+            return self._claimer(key)
 
     def position(self) -> int:
         with self._guard("read the position of"):
@@ -438,6 +453,7 @@ def _open_sqlite(url: str, codec: EventCodec) -> RecorderLedger:
         read_position=writer.position,
         append_rows=writer.append,
         close=close,
+        claimer=sqlite_claimer(os.path.abspath(path)),
     )
 
 
@@ -661,6 +677,18 @@ def _open_postgres(url: str, codec: EventCodec) -> RecorderLedger:
         read_rows=read_rows,
         close=factory.close,
         db_errors=(psycopg.Error,),
+        claimer=postgres_claimer(
+            lambda: psycopg.connect(
+                host=host,
+                port=port,
+                dbname=dbname,
+                user=user,
+                password=password,
+                connect_timeout=5,
+                autocommit=True,
+            ),
+            schema,
+        ),
     )
 
 

@@ -296,6 +296,18 @@ def _process_start_ms(pid: int) -> int | None:
     return int((_BOOT_S + ticks / os.sysconf("SC_CLK_TCK")) * 1000)
 
 
+def _ended(pid: int) -> bool:
+    """Whether process `pid` is gone or a zombie (it ended; nobody reaped it yet), where /proc
+    tells."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        return False
+
+
 def _kill_orphaned_group(pgid: int, spawned_ms: int) -> bool:
     """SIGKILL the process group of a job whose supervisor died. Only when it is provably the
     run's group: its leader's pid is unused (a live group keeps its id from being reused), or
@@ -1060,11 +1072,16 @@ class ProcessRunner:
             return RunExit(run_id=run_id, kind=ExitKind.LOST, finished_at=at, error=NEVER_STARTED)
         # Its supervisor died before the job did: stop what is left of the job, so that a
         # retry cannot overlap it.
+        ended = _ended(state.pid)
         killed = _kill_orphaned_group(state.pid, mtime)
-        rest = "; its process group was sent SIGKILL" if killed else ""
+        if ended:
+            job = f"the job (pid {state.pid}) has ended, but its exit status is unknown"
+        else:
+            job = f"the job (pid {state.pid}) was still running"
+        rest = "; what was left of its process group was sent SIGKILL" if killed else ""
         error = (
-            f"its supervisor ended before the job (pid {state.pid}) did, without recording "
-            f"the exit status (killed with SIGKILL, or the machine restarted){rest}"
+            "its supervisor ended without recording the job's exit (killed with SIGKILL, or "
+            f"the machine restarted): {job}{rest}"
         )
         return RunExit(run_id=run_id, kind=ExitKind.LOST, finished_at=at, error=error)
 

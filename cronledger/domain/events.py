@@ -78,7 +78,9 @@ class OptionsChanged(Event):
 @attrs.frozen(kw_only=True, slots=False)
 class TickStarted(Event):
     """Opens a tick's batch: its clock reading, the observations it consumed, its fact count,
-    and the node that planned it (None: an engine without a node name, or an older version)."""
+    and the node that planned it (None: an engine without a node name, or an older version).
+    A `reconcile_only` tick records exits and expired timeouts only (a daemon's start-up, the
+    wait of `run --once`)."""
 
     tick: int
     exits: tuple[RunExit, ...]
@@ -86,6 +88,7 @@ class TickStarted(Event):
     decisions: int
     node: str | None = None
     rules: int = 1  # the planner's rules (domain/reconcile.py RULES); 1 before they were kept
+    reconcile_only: bool = False  # recorded exits only: nothing due evaluated, nothing dispatched
 
 
 # --- due evaluation (§3, §4) ----------------------------------------------------------------

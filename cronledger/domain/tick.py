@@ -90,10 +90,14 @@ def plan_tick(
     exits: Sequence[RunExit] = (),
     node: str | None = None,
     rules: int = RULES,
+    reconcile_only: bool = False,
 ) -> TickPlan:
     """Decide one tick at clock reading `now`, given the runner exits observed since the last;
     `node` (the planning engine's name) is recorded in the header and on its RunAssigned;
-    `rules` (recorded in the header) is for `verify` re-planning an older tick."""
+    `rules` (recorded in the header) is for `verify` re-planning an older tick. A
+    `reconcile_only` tick records the exits and expired timeouts and decides nothing else (no
+    fire, no dispatch): the runs that ended while no daemon watched are settled before the
+    first tick judges a fire by them, and `run --once` waits without firing anything."""
     # 1. load context
     options = snapshot.options
     tick = snapshot.counters.ticks + 1
@@ -103,10 +107,11 @@ def plan_tick(
         at=now,
         tick=tick,
         exits=exits,
-        requests=tuple(r for r, _ in requests),
+        requests=() if reconcile_only else tuple(r for r, _ in requests),
         decisions=0,
         node=node,
         rules=rules,
+        reconcile_only=reconcile_only,
     )
     work = apply(snapshot, header)
     decided: list[ev.Event] = []
@@ -120,7 +125,7 @@ def plan_tick(
         commands.extend(cmds)
 
     # 2. evaluate due: manual triggers first (they are few), then due schedules in batches
-    for request_id, schedule_id in requests:
+    for request_id, schedule_id in () if reconcile_only else requests:
         take(*evaluate_request(work, request_id, schedule_id, now))
     # A due schedule's decision reads only its own state, entries and runs, and the batch holds
     # each schedule once: every decision sees the same snapshot, and they are folded in one go.
@@ -128,7 +133,7 @@ def plan_tick(
     fired: list[ev.Event] = []
     fire_cmds: list[RunnerCommand] = []
     before_fires = work
-    for handled, (_, schedule_id) in enumerate(iter_due(snapshot, now)):
+    for handled, (_, schedule_id) in enumerate(() if reconcile_only else iter_due(snapshot, now)):
         if handled == options.batch_size:
             more_due = True
             break
@@ -148,7 +153,7 @@ def plan_tick(
 
     # 6. dispatch ready entries; when max_per_tick cut the batch while slots are left, the
     # next tick follows at once for the rest (as for a due batch)
-    if limit > 0:
+    if limit > 0 and not reconcile_only:
         assigned, starts = dispatch(work, now, limit, node)
         take(assigned, starts)
         if len(starts) == limit == options.max_per_tick and not more_due:

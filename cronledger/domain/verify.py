@@ -65,7 +65,9 @@ def verify(
         elif isinstance(event, ev.TickStarted):
             ticks += 1
             tick_no, tick_pos = event.tick, position
-            plan = plan_tick(snapshot, event.at, event.exits, event.node, event.rules)
+            plan = plan_tick(
+                snapshot, event.at, event.exits, event.node, event.rules, event.reconcile_only
+            )
             expected, index = list(plan.events), 0
             if not expected or event != expected[0]:
                 replanned = expected[0] if expected else None

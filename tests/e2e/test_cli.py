@@ -1168,6 +1168,24 @@ def test_verify_catches_a_tampered_ledger(
     assert report["divergence"]["tick_position"] < position
 
 
+def test_verify_of_a_ledger_with_an_undecodable_fact_fails_with_exit_1(cli: Cli) -> None:
+    cli.ok("add", "a", "--every", "1h", "--", "true")
+    cli.ok("add", "b", "--every", "2h", "--", "true")
+    db = sqlite3.connect(cli.path)
+    db.execute("UPDATE stored_events SET state = ? WHERE originator_version = 2", (b"{not json",))
+    db.commit()
+    db.close()
+    done = cli("verify")
+    assert done.returncode == 1, shown(done)
+    assert done.stderr.startswith("verify FAILED: ledger position 2:"), shown(done)
+    assert "Traceback" not in done.stderr
+    as_json = cli("--json", "verify")
+    assert as_json.returncode == 1, shown(as_json)
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False and report["corrupted"]["position"] == 2
+    assert "not valid JSON" in report["corrupted"]["problem"]
+
+
 def test_run_once_then_logs_while_the_run_files_exist(cli: Cli) -> None:
     argv = ("sh", "-c", "echo to-out; echo to-err >&2")
     cli.ok("add", "yearly", "--cron", "0 0 1 1 *", "--", *argv)
@@ -1234,6 +1252,22 @@ def test_run_once_waits_for_the_runs_it_started_and_records_them(cli: Cli) -> No
     assert status["runs"] == [] and status["health"]["draining"] is False
     assert cli.ok("verify").startswith("verify OK")
     assert "--drain-timeout" in cli.ok("run", "--help")
+
+
+def test_run_once_fires_nothing_while_it_waits_and_leaves_draining_off(cli: Cli) -> None:
+    cli.ok("add", "slow", "--cron", "0 0 1 1 *", "--", "sleep", "1.5")
+    cli.ok("add", "fast", "--every", "1s", "--", "true")
+    cli.ok("trigger", "slow")
+    done = cli("run", "--once", "-q")
+    assert done.returncode == 0, shown(done)
+    topics = [topic.rsplit(".", 1)[-1].split(":")[-1] for _, topic, _ in cli.rows() or []]
+    assert "FireSkipped" not in topics, "the wait judged fires it was not going to run"
+    assert topics.count("FireRecorded") <= 2, "slow's trigger and at most fast's first fire"
+    assert topics.count("TickStarted") >= 2, topics  # the exit came in a later tick
+    (run,) = cli.json("history", "slow")["runs"]
+    assert run["outcome"] == "succeeded"
+    assert cli.json("status")["health"]["draining"] is False
+    assert cli.ok("verify").startswith("verify OK")
 
 
 # --- replay ------------------------------------------------------------------------------------
@@ -1431,6 +1465,45 @@ def test_run_applies_the_config_file_and_max_workers_and_records_them(
     assert options["draining"] is False
     report = cli.json("verify")
     assert report["ok"], report
+    # a file is the whole table, as for `apply`: what it leaves out takes its default
+    config.write_text("[options]\nmax_per_tick = 3\n")
+    assert cli("run", "--once", "-q", "--config", str(config)).returncode == 0
+    options = cli.json("status")["options"]
+    assert (options["max_workers"], options["max_per_tick"], options["batch_size"]) == (16, 3, 64)
+    assert cli("run", "--once", "-q", "--max-workers", "2").returncode == 0  # a flag alone
+    options = cli.json("status")["options"]
+    assert (options["max_workers"], options["max_per_tick"]) == (2, 3)  # changes only itself
+
+
+def test_a_second_daemon_under_the_same_name_is_refused_and_records_nothing(
+    cli: Cli, tmp_path: Path
+) -> None:
+    cli.ok("submit", "--", "sleep", "8")
+    environ = {k: v for k, v in os.environ.items() if k != "CRONLEDGER_LEDGER"}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "cronledger.adapters.cli", "--ledger", cli.url, "run"],
+        cwd=cli.cwd, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not cli.json("status")["runs"]:  # the first daemon runs the job
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        before = cli.position()
+        second = cli("run", "--once", "--max-workers", "1")
+        assert second.returncode == 1, shown(second)
+        assert "another daemon is running on this ledger unnamed" in second.stderr
+        assert "--node NAME" in second.stderr
+        assert cli.position() == before, "the refused daemon recorded nothing"
+        named = cli("run", "--once", "-q", "--node", "n2")  # another name may run beside it
+        assert named.returncode == 0, shown(named)
+        assert not any(t == "RunLost" for _, t, _ in cli.rows() or []), "the live run is kept"
+    finally:
+        first.send_signal(signal.SIGTERM)  # drains: waits for the job, then undoes draining
+        first.wait(timeout=30)
+    assert [r["outcome"] for r in cli.json("history")["runs"]] == ["succeeded"]
+    assert cli.json("status")["health"]["draining"] is False
+    assert cli.ok("verify").startswith("verify OK")
 
 
 def test_run_names_its_node_on_the_runs_it_starts(cli: Cli) -> None:

@@ -158,7 +158,8 @@ def test_submitted_calls_and_commands_run_and_subscribers_see_them(engine: Engin
 def test_two_engines_on_one_ledger_and_state_dir_run_each_task_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     marker = tmp_path / "marker"
-    engines = [build_engine(url, tmp_path / "runs") for _ in range(2)]
+    # two daemons on one ledger run under two names (one name is one running daemon)
+    engines = [build_engine(url, tmp_path / "runs", node=f"n{i}") for i in range(2)]
     job = ("sh", "-c", f'echo "$0" >> {marker}; sleep 0.05', "{run_id}")
     for _ in range(30):
         engines[0].submit(Command(job))

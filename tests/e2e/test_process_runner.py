@@ -694,6 +694,7 @@ def test_a_supervisor_killed_under_a_live_runner_loses_its_runs_and_stops_their_
     for exit in exits:
         assert exit.kind is ExitKind.LOST
         assert "supervisor ended" in exit.error and "SIGKILL" in exit.error
+        assert "was still running" in exit.error, exit.error
     wait_for(lambda: not any(map(process_alive, processes)), "the orphaned processes to die")
     (again,) = harness.start(start_run("after#1", ["true"]))  # a new supervisor takes over
     assert harness.exit().exit_code == 0
@@ -1116,3 +1117,19 @@ def test_a_kill_grace_that_is_not_a_finite_number_of_seconds_is_refused(
     with pytest.raises(InvalidInput, match="kill_grace_s"):
         ProcessRunner(tmp_path / "state", kill_grace_s=grace)  # type: ignore[arg-type]
     assert not (tmp_path / "state").exists()
+
+
+def test_a_job_is_known_to_have_ended_when_gone_or_a_zombie() -> None:
+    from cronledger.adapters.process_runner import _ended
+
+    live = subprocess.Popen(["sleep", "30"])
+    quick = subprocess.Popen(["true"])
+    try:
+        wait_for(lambda: _ended(quick.pid), "the quick job to be a zombie (not reaped yet)")
+        assert quick.returncode is None, "still our unreaped child"
+        assert not _ended(live.pid)
+    finally:
+        live.kill()
+        live.wait()
+        quick.wait()
+    assert _ended(live.pid)

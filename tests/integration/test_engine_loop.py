@@ -31,6 +31,7 @@ from cronledger.domain.values import (
     ScheduleSpec,
 )
 from cronledger.domain.verify import verify
+from cronledger.errors import DaemonRunning
 
 T0 = 1_767_225_600_000
 SECOND, MINUTE, HOUR = 1000, 60_000, 3_600_000
@@ -73,10 +74,10 @@ def test_an_idle_engine_appends_nothing_and_wakes_only_to_check_the_ledger() -> 
     ticks = 0
     original = engine.tick
 
-    def counting_tick() -> object:
+    def counting_tick(**kw: bool) -> object:
         nonlocal ticks
         ticks += 1
-        return original()
+        return original(**kw)
 
     engine.tick = counting_tick  # type: ignore[method-assign]
     engine.run(until=T0 + 10 * MINUTE)
@@ -129,18 +130,22 @@ def test_a_command_from_another_thread_wakes_a_sleeping_engine() -> None:
 
 def test_draining_stops_dispatching_waits_for_active_runs_then_stops() -> None:
     clock = FakeClock(T0)
-    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(90 * SECOND)))
+    url = f"memory://drain-{time.monotonic_ns()}"
+    engine = Engine(open_ledger(url), clock, FakeRunner(Script(90 * SECOND)))
     engine.execute(cmd.AddSchedule(_spec("job", Every(MINUTE, T0))))
     engine.execute(cmd.AddSchedule(_spec("other", At(T0 + 75 * SECOND))))
     engine.run(until=T0 + MINUTE + SECOND)
     assert engine.snapshot.active == 1
     engine.drain()
     engine.run(until=T0 + HOUR, drain_timeout_ms=10 * MINUTE)
-    assert engine.snapshot.options.draining
+    changes = [e.options.draining for e in _facts(engine, ev.OptionsChanged)]  # type: ignore[attr-defined]
+    assert changes == [True, False], "draining recorded, then undone when the drain ended"
     assert engine.snapshot.active == 0
     assert clock.now() == T0 + MINUTE + 90 * SECOND  # stopped as soon as the run ended
     assert len(_facts(engine, ev.RunAssigned)) == 1  # "other" fired but was not dispatched
-    restarted = Engine(engine.ledger, clock, FakeRunner(Script(SECOND)))
+    engine.close()
+    restarted = Engine(open_ledger(url), clock, FakeRunner(Script(SECOND)))
+    restarted.execute(cmd.ChangeOptions(Options(draining=True)))  # as a crash mid-drain leaves
     restarted.start()
     assert not restarted.snapshot.options.draining, "a restart undoes a leftover draining"
 
@@ -167,15 +172,50 @@ def test_subscribers_receive_runner_facts_once_durable() -> None:
     assert seen == ["RunStarted", "RunFailed"]
 
 
+def test_a_drain_ended_by_a_second_signal_is_undone_too_so_other_nodes_go_on() -> None:
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(HOUR)))
+    engine.submit(Command(("long",)))
+    engine.run(until=T0 + SECOND)
+    engine.drain()
+    engine.subscribe(lambda e: engine.stop())  # stands in for the second signal
+    engine.submit(Command(("other",)))
+    clock.set(T0 + 2 * SECOND)
+    engine.tick()  # nothing for a subscriber yet: the long run goes on
+    engine.run(until=T0 + HOUR, drain_timeout_ms=HOUR)
+    assert not engine.snapshot.options.draining
+    other = Engine(engine.ledger, clock, FakeRunner(Script(SECOND)), node="b")
+    other.tick()
+    assert len(_facts(other, ev.RunAssigned)) == 2, "another engine dispatches at once"
+
+
+def test_a_restart_records_what_ended_meanwhile_before_judging_a_fire_by_it() -> None:
+    clock = FakeClock(T0)
+    url = f"memory://restart-{time.monotonic_ns()}"
+    first = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)))
+    first.execute(cmd.AddSchedule(_spec("job", Every(MINUTE, T0))))
+    first.run(until=T0 + MINUTE)
+    assert first.snapshot.active == 1
+    first.close()  # the daemon ends (its claim with it)
+    clock.set(T0 + 2 * MINUTE)  # down meanwhile; the run is over (here: lost) at the restart
+    second = Engine(open_ledger(url), clock, FakeRunner(Script(SECOND)))
+    second.run(until=T0 + 2 * MINUTE)
+    assert [type(e).__name__ for e in _facts(second, ev.FireSkipped)] == []
+    headers = [e for e in _facts(second, ev.TickStarted) if e.reconcile_only]  # type: ignore[attr-defined]
+    assert len(headers) == 1 and headers[0].exits  # type: ignore[attr-defined]
+    assert len(_facts(second, ev.RunAssigned)) == 2, "the 00:02 fire ran: FORBID saw no run"
+    assert verify(second.ledger.read()).ok
+
+
 def test_after_a_restart_runs_nobody_can_account_for_are_lost_and_retried() -> None:
     clock = FakeClock(T0)
-    ledger = open_ledger("memory://")
-    first = Engine(ledger, clock, FakeRunner(Script(HOUR)))
+    url = f"memory://lost-{time.monotonic_ns()}"
+    first = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)))
     first.execute(cmd.AddSchedule(_spec("job", Every(HOUR, T0), retry=Retry(2, SECOND))))
     first.run(until=T0 + HOUR)
     assert first.snapshot.active == 1
-    # the process dies; a new engine with a runner that never heard of the run takes over
-    second = Engine(ledger, clock, FakeRunner(Script(SECOND)))
+    first.close()  # the process dies; a new engine whose runner never heard of the run
+    second = Engine(open_ledger(url), clock, FakeRunner(Script(SECOND)))
     second.run(until=T0 + HOUR + 5 * SECOND)
     [lost] = _facts(second, ev.RunLost)
     assert isinstance(lost, ev.RunLost) and not lost.final
@@ -304,8 +344,8 @@ def _count_ticks(engine: Engine, peaks: list[int]) -> None:
     tick = engine.tick
     idle_at: list[int] = []
 
-    def counted() -> object:
-        plan = tick()
+    def counted(**kw: bool) -> object:
+        plan = tick(**kw)
         runner = engine.runner
         processes = runner.active() if runner is not None else 0  # what really runs
         peaks.append(max(engine.snapshot.active, processes))
@@ -368,10 +408,10 @@ def test_the_loop_never_exceeds_capacity_never_spins_and_reconciles_every_starte
     engine.run(until=T0 + 5 * MINUTE)
     for i in range(len(intervals)):
         engine.execute(cmd.PauseSchedule(f"s{i}"))
-    for _ in range(100):  # work off the queue (retries included)
+    for _ in range(100):  # work off the queue (retries included): up to 900 runs of 90 s
         if not engine.snapshot.entries:
             break
-        engine.run(until=clock.now() + 10 * MINUTE)
+        engine.run(until=clock.now() + HOUR)
     assert not engine.snapshot.entries
     assert peaks and max(peaks) <= workers
     started = {e.run_id for e in _facts(engine, ev.RunStarted) if isinstance(e, ev.RunStarted)}
@@ -710,7 +750,7 @@ def test_a_drain_cut_short_by_until_carries_over_to_the_next_run() -> None:
     engine.run(until=T0 + 10 * SECOND, drain_timeout_ms=MINUTE)  # returns before the deadline
     engine.submit(Command(("new",)))
     engine.run(until=T0 + 20 * SECOND, drain_timeout_ms=MINUTE)
-    assert engine.snapshot.options.draining
+    assert not engine.snapshot.options.draining, "each run() undoes what it recorded"
     assert len(_facts(engine, ev.RunAssigned)) == 1, "the new task was dispatched mid-drain"
 
 
@@ -719,7 +759,7 @@ def test_a_drain_is_over_when_run_returns_a_later_run_dispatches_again() -> None
     engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(SECOND)))
     engine.drain()
     engine.run(until=T0 + MINUTE, drain_timeout_ms=SECOND)  # nothing active: stops at once
-    assert engine.snapshot.options.draining
+    assert not engine.snapshot.options.draining  # undone as run() returned
     engine.submit(Command(("job",)))
     engine.run(until=T0 + MINUTE)
     assert not engine.snapshot.options.draining
@@ -828,6 +868,55 @@ def test_a_starting_engine_leaves_another_named_node_s_runs_alone_and_adopts_its
     assert isinstance(lost, ev.RunLost) and lost.run_id == run.run_id
     assert restarted_a.snapshot.active == 0
     assert verify(restarted_a.ledger.read()).ok
+
+
+def test_a_second_daemon_under_the_same_name_is_refused_until_the_first_ends() -> None:
+    clock = FakeClock(T0)
+    url = f"memory://claims-{time.monotonic_ns()}"
+    first = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)))
+    first.start()
+    for node in (None, "a"):
+        if node == "a":
+            named = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)), node="a")
+            named.start()
+        second = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)), node=node)
+        second.claim_wait_s = 0
+        with pytest.raises(DaemonRunning, match="--node NAME"):
+            second.start()
+        second.close()
+    first.close()
+    again = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)))
+    again.start()  # the first one ended: its name is free
+    again.close()
+
+
+def test_a_running_daemon_s_runs_are_left_to_it_whatever_the_names() -> None:
+    clock = FakeClock(T0)
+    url = f"memory://claims-{time.monotonic_ns()}"
+    unnamed = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)))
+    unnamed.start()
+    unnamed.submit(Call("long"))
+    unnamed.tick()
+    a = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)), node="a")
+    a.start()  # the unnamed daemon is alive: its run is not a's to settle
+    a.submit(Call("long"))
+    a.tick()
+    assert not _facts(a, ev.RunLost) and a.snapshot.active == 2
+    unnamed.close()  # it ends (its runner knew its run; this one does not)
+    b = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)), node="b")
+    b.start()  # the unnamed run is nobody's now: b takes it; a's stays a's
+    [lost] = _facts(b, ev.RunLost)
+    assert lost.run_id not in {r.run_id for r in b.snapshot.runs.values()}
+    assert [r.node for r in b.snapshot.runs.values()] == ["a"]
+    second_unnamed = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)))
+    second_unnamed.start()  # a is running: its run is left to it
+    assert len(_facts(second_unnamed, ev.RunLost)) == 1
+    a.close()
+    second_unnamed.close()
+    third = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)))
+    third.start()  # a ended: the unnamed daemon collects what no daemon runs any more
+    assert len(_facts(third, ev.RunLost)) == 2 and third.snapshot.active == 0
+    assert verify(third.ledger.read()).ok
 
 
 def test_runs_without_a_node_are_adopted_by_any_engine() -> None:

@@ -36,6 +36,28 @@ def insert_raw(ledger: Ledger, position: int, topic: str, state: bytes) -> None:
     ledger.events_recorder.insert_events([StoredEvent(STREAM_ID, position, topic, state)])
 
 
+# --- daemon claims ----------------------------------------------------------------------------
+
+
+def test_a_daemon_claim_is_held_by_one_handle_until_released(
+    make_ledger: Callable[[], Ledger],
+) -> None:
+    first, second = make_ledger(), make_ledger()
+    release = first.claim("")
+    assert release is not None
+    assert second.claim("") is None, "the unnamed daemon's claim is taken"
+    assert first.claim("") is None, "even by the same handle: one daemon per name"
+    named = second.claim("node-a")
+    assert named is not None, "names are claimed independently"
+    assert first.claim("node-a") is None
+    release()
+    again = second.claim("")
+    assert again is not None, "released: the next daemon takes it"
+    again()
+    named()
+    assert first.claim("node-a") is not None
+
+
 # --- append and read ------------------------------------------------------------------------
 
 

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from cronledger import (
     Call,
     ConcurrencyPolicy,
+    Every,
     InvalidInput,
+    Retry,
     ScheduleSpec,
     Trigger,
     Window,
@@ -136,6 +138,23 @@ def test_advance_ticks_at_every_due_time_and_run_end() -> None:
         assert len(summaries) == 20  # at the start, then at every fire and every run end
         assert sum(x.fired for x in summaries) == 10
         assert sum(x.reconciled for x in summaries) == 9  # the 00:10 run ends at 00:10:30
+        assert s.verify().ok
+
+
+def test_advance_records_a_timeout_when_it_happens_and_retries_on_time() -> None:
+    # a run that never ends by itself: the timeout cancels it, and its end is recorded at the
+    # deadline (not when the next unrelated thing happens), so the retry's backoff counts from it
+    with testing.scheduler(script=testing.Script(0, None)) as s:
+        s.add(
+            "stuck", Every(HOUR, T0 + MINUTE), Call("job"), timeout="30s",
+            retry=Retry(2, backoff_ms=5000),
+        )  # fmt: skip
+        s.advance("3m")
+        runs = s.history("stuck")
+        assert [(r.attempt, r.outcome, r.finished_at) for r in runs] == [
+            (1, "failed", T0 + 90_000),
+            (2, "failed", T0 + 125_000),
+        ]
         assert s.verify().ok
 
 

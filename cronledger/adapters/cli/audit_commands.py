@@ -19,7 +19,7 @@ from cronledger.adapters.simulate import (
 )
 from cronledger.domain.instants import parse_instant
 from cronledger.domain.triggers import describe
-from cronledger.errors import InvalidInput
+from cronledger.errors import InvalidInput, LedgerCorrupted
 
 
 def explain(ctx: Context, args: argparse.Namespace) -> int:
@@ -107,12 +107,21 @@ def replay(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def verify(ctx: Context, args: argparse.Namespace) -> int:
-    ledger = ctx.open()
     try:
-        with o.progress("verifying", not ctx.json) as update:
-            report = audit.verify_ledger(ledger, progress=update)
-    finally:
-        ledger.close()
+        ledger = ctx.open()
+        try:
+            with o.progress("verifying", not ctx.json) as update:
+                report = audit.verify_ledger(ledger, progress=update)
+        finally:
+            ledger.close()
+    except LedgerCorrupted as error:  # a failed verification too (exit 1), not bad usage
+        if ctx.json:
+            o.emit_json(
+                {"ok": False, "corrupted": {"position": error.position, "problem": error.problem}}
+            )
+        else:
+            o.err().print(f"verify FAILED: {error}", markup=False)
+        return 1
     if ctx.json:
         o.emit_json(audit.verify_json(report))
         return 0 if report.ok else 1

@@ -23,6 +23,7 @@ from cronledger.errors import (
     CronledgerError,
     DuplicateSchedule,
     InvalidInput,
+    LedgerCorrupted,
     LedgerError,
     UnknownEntry,
     UnknownSchedule,
@@ -205,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(ctx, args)
         return code
+    except LedgerCorrupted as error:  # the ledger's fault, not the command line's
+        return _fail(ctx, error, 1)
     except BAD_INPUT as error:
         return _fail(ctx, error, 2)
     except CronledgerError as error:

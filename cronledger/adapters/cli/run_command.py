@@ -47,8 +47,9 @@ def add_run_flags(c: argparse.ArgumentParser) -> None:
         "starts; at start-up it adopts only its own active runs and unnamed ones (default: "
         "unnamed, adopts all). Give a gone node's name to collect its runs",
     )
-    c.add_argument("-q", "--quiet", action="store_true", help="only warnings")
-    c.add_argument("-v", "--verbose", action="store_true", help="debug output")
+    loud = c.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", help="only warnings")
+    loud.add_argument("-v", "--verbose", action="store_true", help="debug output")
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
@@ -84,6 +85,7 @@ def settings_from(ctx: Context, args: argparse.Namespace) -> daemon.Settings:
         once=args.once,
         drain_timeout_ms=duration(args.drain_timeout, "--drain-timeout", zero_ok=True),
         node=_node(args.node),
+        options_file=args.config is not None,
     )
 
 
