@@ -38,7 +38,7 @@ from cronledger.domain.values import (
     ScheduleSpec,
     Target,
 )
-from cronledger.errors import InvalidInput, UnknownSchedule
+from cronledger.errors import DuplicateSchedule, InvalidInput, UnknownSchedule
 
 if TYPE_CHECKING:
     from cronledger.adapters.audit import RunOutput
@@ -301,7 +301,13 @@ class Scheduler:
         if exist_ok and name in self.engine.snapshot.schedules:
             self._execute(cmd.UpdateSchedule(spec))
             return self.schedule(name)
-        return self.add_spec(spec)
+        try:
+            return self.add_spec(spec)
+        except DuplicateSchedule:
+            if not exist_ok:
+                raise
+            self._execute(cmd.UpdateSchedule(spec))  # added meanwhile by another process
+            return self.schedule(name)
 
     def add_spec(self, spec: ScheduleSpec) -> ScheduleState:
         """Add a schedule from a complete spec."""
@@ -557,8 +563,9 @@ def open(
     By default it runs commands as supervised subprocesses (their files under `state_dir`,
     default beside an SQLite ledger) and `Call` targets on `max_threads` threads, on the system
     clock. Pass `clock` (e.g. a FakeClock) and/or `runner` (e.g. a FakeRunner) for tests.
-    `node` names this engine on the runs it starts: at start-up it adopts only its own
-    active runs and unnamed ones (None, the default: every active run).
+    `node` names this engine on the runs it starts; `run()` claims the name on the ledger (one
+    running daemon per name, None included: DaemonRunning otherwise) and adopts its own active
+    runs, plus those of daemons not running that it may take (README: "several daemons").
     """
     from cronledger.adapters.daemon import build_engine, default_state_dir
     from cronledger.adapters.engine import Engine

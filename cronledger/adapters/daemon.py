@@ -51,7 +51,8 @@ def engine_on(
     ledger: Ledger, state_dir: Path, max_threads: int = 16, node: str | None = None
 ) -> Engine:
     """`build_engine` on an open ledger; the state dir is made only once the ledger opened.
-    `node` names the engine on the runs it starts (None: unnamed, adopts every active run)."""
+    `node` names the engine on the runs it starts and is claimed while it runs (None:
+    unnamed)."""
     clock = SystemClock()
     try:
         calls = CallRunner(max_threads, clock=clock.now)
@@ -78,7 +79,7 @@ class Settings:
     until: int | None = None
     once: bool = False
     drain_timeout_ms: int = 60_000
-    node: str | None = None  # --node; None: unnamed
+    node: str | None = None  # --node; None: unnamed (one daemon per name runs on a ledger)
     options_file: bool = False  # `options` is a whole [options] table: keys left out: defaults
 
 

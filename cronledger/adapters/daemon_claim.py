@@ -14,13 +14,14 @@ import fcntl
 import hashlib
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 Release = Callable[[], None]
 Claimer = Callable[[str], Release | None]
 
-_HELD: set[tuple[int, str]] = set()
+_HELD: weakref.WeakKeyDictionary[object, set[str]] = weakref.WeakKeyDictionary()
 _HELD_LOCK = threading.Lock()
 
 
@@ -32,15 +33,15 @@ def memory_claimer(store: object) -> Claimer:
     """Claims among the engines of this process on one in-memory store."""
 
     def claim(key: str) -> Release | None:
-        token = (id(store), key)
-        with _HELD_LOCK:
-            if token in _HELD:
+        with _HELD_LOCK:  # keyed by the store itself: a new store never inherits a claim
+            held = _HELD.setdefault(store, set())
+            if key in held:
                 return None
-            _HELD.add(token)
+            held.add(key)
 
         def release() -> None:
             with _HELD_LOCK:
-                _HELD.discard(token)
+                held.discard(key)
 
         return release
 

@@ -114,6 +114,7 @@ class Engine:
         self._wake = threading.Event()
         self._stop = False
         self._drain_requested = False
+        self._drain_recorded = False  # this engine's run() recorded draining=True
         self._last_tick_at: int | None = None
         self.last_tick_ms: float = 0.0
         # Inside run(): runs started but whose RunStarted is not yet appended. They ride with the
@@ -123,7 +124,9 @@ class Engine:
         self._caught_up = False  # the last tick folded foreign facts after planning
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
         self._claim: Callable[[], None] | None = None  # this node name's, from start() to close()
-        self._adopted: set[str] = set()  # runs of other nodes adopted at start-up
+        self._adopted: set[str] = set()  # runs adopted at start-up
+        self._borrowed: dict[str, Callable[[], None]] = {}  # claims held for adopted runs
+        self._started = False  # start() ran: the runner holds this engine's runs
         self._snapshot: Snapshot = catch_up(ledger, load_snapshot(ledger) or EMPTY)
         # Runs our runner was told to stop; those being cancelled at start-up are `adopt`'s.
         self._cancels_sent = {r.run_id for r in self._snapshot.runs.values() if r.cancelling}
@@ -359,10 +362,14 @@ class Engine:
                     self._unrecorded.extend((s, now) for s in started)
                 else:
                     self._record_started(started, now)
+            ended = False
             for event in plan.events:
                 if isinstance(event, ev.RunSucceeded | ev.RunFailed | ev.RunLost):
                     self.runner.forget(event.run_id)
                     self._cancels_sent.discard(event.run_id)
+                    ended = True
+            if ended and self._borrowed:
+                self._return_claims()
         self.last_tick_ms = (time.perf_counter() - began) * 1000
         self._last_tick_at = now
         if plan.events:
@@ -460,18 +467,15 @@ class Engine:
             self.execute(ChangeOptions(options))
         if self.runner is not None and self._snapshot.runs:
             now = self.clock.now()
-            own, others, borrowed = self._runs_to_adopt()
-            try:
-                if others:
-                    log.info("%d active runs of other daemons are left to them", len(others))
-                self._adopted = {r.run_id for r in own}
-                self._record_started(self.runner.adopt(own, now, keep=others), now)
-                # what ended while no daemon watched is recorded before any fire is judged by
-                # it (FORBID would otherwise skip the next fire for a run long over)
-                self.tick(reconcile_only=True)
-            finally:
-                for release in borrowed:
-                    release()
+            own, others = self._runs_to_adopt()
+            if others:
+                log.info("%d active runs of other daemons are left to them", len(others))
+            self._adopted.update(r.run_id for r in own)
+            self._record_started(self.runner.adopt(own, now, keep=others), now)
+            # what ended while no daemon watched is recorded before any fire is judged by it
+            # (FORBID would otherwise skip the next fire for a run long over)
+            self.tick(reconcile_only=True)
+        self._started = True
 
     def claim(self) -> None:
         """Hold the claim of this engine's node name on the ledger until close() (start() takes
@@ -489,38 +493,53 @@ class Engine:
             time.sleep(0.05)
         self._claim = release
 
-    def _runs_to_adopt(self) -> tuple[list[ActiveRun], list[str], list[Callable[[], None]]]:
-        """(runs to adopt, ids of runs left to a running daemon, claims borrowed meanwhile).
+    def _runs_to_adopt(self) -> tuple[list[ActiveRun], list[str]]:
+        """(runs to adopt, ids of runs left to a running daemon).
 
-        Own runs are adopted. So are those of a node no daemon runs as, where this engine may
-        take them: a named engine the unnamed runs, the unnamed engine every other node's. A
+        Own runs are adopted (on a later start(), those the runner holds already are not).
+        So are those of an identity no daemon runs as, where this engine may take them: a
+        named engine the unnamed runs, the unnamed engine every other node's. Its claim is
+        borrowed, and held until the last run adopted under it has ended (`_return_claims`),
+        so a daemon started meanwhile under that identity cannot take them a second time. A
         named engine leaves the other names' runs to them (their state dirs are theirs)."""
         claim = getattr(self.ledger, "claim", None)
         by_node: dict[str | None, list[ActiveRun]] = {}
         for run in sorted(self._snapshot.runs.values(), key=lambda r: r.run_id):
+            if self._started and self._owns(run):
+                continue  # dispatched or adopted by this engine: its runner holds it
             by_node.setdefault(run.node, []).append(run)
         own: list[ActiveRun] = []
         others: list[str] = []
-        borrowed: list[Callable[[], None]] = []
-        for node, runs in by_node.items():
-            if node == self.node:
-                own += runs
-                continue
-            if self.node is not None and node is not None:
+        try:
+            for node, runs in by_node.items():
+                key = node or ""
+                if node == self.node or key in self._borrowed:
+                    own += runs
+                    continue
                 release = None
-            else:
-                release = claim(node or "") if claim is not None else _no_release
-            if release is None:
-                others += [r.run_id for r in runs]
-            else:
-                borrowed.append(release)
-                own += runs
-        return own, others, borrowed
+                if self.node is None or node is None:
+                    release = claim(key) if claim is not None else _no_release
+                if release is None:
+                    others += [r.run_id for r in runs]
+                else:
+                    self._borrowed[key] = release
+                    own += runs
+        except BaseException:
+            self._return_claims(everything=True)
+            raise
+        return own, others
+
+    def _return_claims(self, *, everything: bool = False) -> None:
+        """Release the borrowed claims whose adopted runs have all ended (or all of them)."""
+        if not self._borrowed:
+            return
+        runs = self._snapshot.runs
+        busy = {r.node or "" for r in runs.values() if r.run_id in self._adopted}
+        for key in [k for k in self._borrowed if everything or k not in busy]:
+            self._borrowed.pop(key)()
 
     def _own_active(self) -> int:
-        """Active runs this engine waits for when draining (another node's are that node's)."""
-        if self.node is None:
-            return self._snapshot.active
+        """Active runs this engine waits for when draining (another daemon's are its own)."""
         return sum(1 for r in self._snapshot.runs.values() if self._owns(r))
 
     def _owns(self, run: ActiveRun) -> bool:
@@ -544,12 +563,14 @@ class Engine:
             with CycleCollector() as collector:
                 self._loop(until, drain_timeout_ms, collector)
             self._flush_started()
-            if self._snapshot.options.draining:
+            if self._drain_recorded and self._snapshot.options.draining:
                 # The drain this loop recorded is over (or a second signal cut it short): undo
-                # it, or every other daemon on the ledger would stay held back.
+                # it, or every other daemon on the ledger would stay held back. (Another
+                # daemon's drain is that daemon's to undo.)
                 options = evolve(self._snapshot.options, draining=False)
                 self.execute(ChangeOptions(options))
                 log.info("drain over: draining undone")
+            self._drain_recorded = False
         finally:
             self._defer_started = False
             for signum, handler in previous.items():
@@ -562,6 +583,7 @@ class Engine:
                 # recorded before the next tick plans: no dispatch follows a drain request
                 drain_deadline = self.clock.now() + drain_timeout_ms
                 options = evolve(self._snapshot.options, draining=True)
+                self._drain_recorded = True
                 self.execute(ChangeOptions(options))
                 log.info("draining: %d active runs", self._snapshot.active)
             plan = self.tick()
@@ -621,6 +643,7 @@ class Engine:
     def close(self) -> None:
         if self.runner is not None:
             self.runner.close()
+        self._return_claims(everything=True)
         if self._claim is not None:
             self._claim()
             self._claim = None

@@ -9,14 +9,14 @@ from typing import Any
 from cronledger.errors import InvalidInput
 
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w)")
+_PART = re.compile(r"([0-9]{1,15})(ms|s|m|h|d|w)")
 MAX_DURATION_MS = 36_500 * 86_400_000  # 100 years: instants stay within what datetime can show
 
 
 def parse_duration(text: str, field: str = "duration") -> int:
     """Parse '250ms', '90s', '5m', '1h30m', '2d' (or plain seconds) into milliseconds."""
     raw = text.strip().lower()
-    if raw.isascii() and raw.isdigit():
+    if raw.isascii() and raw.isdigit() and len(raw) <= 15:
         return bounded(int(raw) * 1000, field)
     pos, total = 0, 0
     for match in _PART.finditer(raw):
@@ -51,7 +51,7 @@ def duration_ms(value: timedelta | int | str, field: str = "duration") -> int:
     return parse_duration(value, field)
 
 
-def as_duration(value: object, field: str) -> Any:
+def as_duration(value: int | timedelta | str, field: str) -> Any:
     """For attrs converters: a timedelta or duration text becomes int ms (an error names
     `field`); anything else is left as it is, for validation to name."""
     if type(value) is int or not isinstance(value, timedelta | str):

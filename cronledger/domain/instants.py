@@ -7,6 +7,19 @@ from typing import Any
 
 from cronledger.errors import InvalidInput
 
+# Instants a datetime can show: years 1 to 9999 (UTC epoch ms); beyond, nothing could print them.
+MIN_INSTANT_MS = -62_135_596_800_000
+MAX_INSTANT_MS = 253_402_300_799_999
+
+
+def bounded_instant(ms: int, field: str) -> int:
+    """`ms`, unless no datetime can show it."""
+    if not MIN_INSTANT_MS <= ms <= MAX_INSTANT_MS:
+        raise InvalidInput(
+            field, f"{ms} ms is not an instant between the years 1 and 9999", "use UTC epoch ms"
+        )
+    return ms
+
 
 def to_ms(value: datetime, field: str = "instant") -> int:
     """Convert an aware datetime to UTC epoch ms; a naive one is an error, not a guess."""
@@ -50,7 +63,7 @@ def parse_instant(text: str, field: str = "instant") -> int:
     return to_ms(value, field)
 
 
-def as_instant(value: object, field: str) -> Any:
+def as_instant(value: int | datetime | str, field: str) -> Any:
     """For attrs converters: an aware datetime or ISO text becomes epoch ms (an error names
     `field`); anything else is left as it is, for validation to name."""
     if type(value) is int:

@@ -28,7 +28,7 @@ import attrs
 from croniter import CroniterUnsupportedSyntaxError, croniter
 
 from cronledger.domain.durations import as_duration, bounded
-from cronledger.domain.instants import as_instant
+from cronledger.domain.instants import as_instant, bounded_instant
 from cronledger.domain.zones import offset_change, seconds
 from cronledger.errors import InvalidInput
 
@@ -41,15 +41,15 @@ class Cron:
     timezone: str = "UTC"
 
 
-def _interval(value: object) -> Any:
+def _interval(value: int | timedelta | str) -> Any:
     return as_duration(value, "trigger.interval")
 
 
-def _anchor_at(value: object) -> Any:
-    return as_instant(value, "trigger.anchor")
+def _anchor_at(value: int | datetime | str | None) -> Any:
+    return None if value is None else as_instant(value, "trigger.anchor")
 
 
-def _instant(value: object) -> Any:
+def _instant(value: int | datetime | str) -> Any:
     return as_instant(value, "trigger.at")
 
 
@@ -139,11 +139,14 @@ def validate_trigger(trigger: Trigger, *, now_ms: int) -> None:
                 "use UTC epoch ms, an aware datetime or ISO text, or omit it (the registration "
                 "instant)",
             )
+        if trigger.anchor_ms is not None:
+            bounded_instant(trigger.anchor_ms, "trigger.anchor")
     elif isinstance(trigger, At):
         if not _is_int(trigger.instant_ms):
             raise InvalidInput(
                 "trigger.at", f"{trigger.instant_ms!r} is not an int", "use UTC epoch ms"
             )
+        bounded_instant(trigger.instant_ms, "trigger.at")
         if trigger.instant_ms <= now_ms:
             raise InvalidInput(
                 "trigger.at",

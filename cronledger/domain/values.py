@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -29,11 +30,11 @@ class ConcurrencyPolicy(StrEnum):
     ALLOW = "allow"
 
 
-def _backoff(value: object) -> Any:
+def _backoff(value: int | timedelta | str) -> Any:
     return as_duration(value, "retry.backoff")
 
 
-def _max_backoff(value: object) -> Any:
+def _max_backoff(value: int | timedelta | str) -> Any:
     return as_duration(value, "retry.max_backoff")
 
 

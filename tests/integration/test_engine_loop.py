@@ -919,6 +919,68 @@ def test_a_running_daemon_s_runs_are_left_to_it_whatever_the_names() -> None:
     assert verify(third.ledger.read()).ok
 
 
+def test_a_borrowed_claim_is_held_until_the_runs_adopted_under_it_have_ended() -> None:
+    clock = FakeClock(T0)
+    url = f"memory://borrow-{time.monotonic_ns()}"
+    supervisor = FakeRunner(Script(MINUTE))  # survives its daemon: a shared state dir
+    unnamed = Engine(open_ledger(url), clock, supervisor)
+    unnamed.start()
+    unnamed.submit(Call("long"))
+    unnamed.tick()
+    unnamed.close()  # killed; its job goes on under the supervisor
+    named = Engine(open_ledger(url), clock, supervisor, node="n")
+    named.start()  # adopts the unnamed run (its runner still holds it): nothing lost
+    assert not _facts(named, ev.RunLost) and named.snapshot.active == 1
+    again = Engine(open_ledger(url), clock, FakeRunner(Script(SECOND)))
+    again.claim_wait_s = 0
+    with pytest.raises(DaemonRunning):
+        again.start()  # the unnamed claim is held for the adopted run: not taken twice
+    clock.advance(MINUTE)
+    named.tick()  # the adopted run ends: the claim goes back
+    assert len(_facts(named, ev.RunSucceeded)) == 1
+    again.start()
+    assert not _facts(again, ev.RunLost)
+    named.close()
+    again.close()
+
+
+def test_run_returning_undoes_only_the_drain_it_recorded() -> None:
+    clock = FakeClock(T0)
+    url = f"memory://drains-{time.monotonic_ns()}"
+    a = Engine(open_ledger(url), clock, FakeRunner(Script(SECOND)), node="a")
+    b = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)), node="b")
+    a.submit(Call("job"))
+
+    def b_drains(event: ev.Event) -> None:  # another daemon starts draining meanwhile
+        if isinstance(event, ev.RunStarted):
+            b.execute(cmd.ChangeOptions(evolve(b.refresh().options, draining=True)))
+
+    a.subscribe(b_drains)
+    a.run(until=T0 + 5 * SECOND)
+    assert a.snapshot.options.draining, "b's drain is b's to undo"
+
+
+def test_a_second_run_keeps_the_calls_its_runner_still_runs() -> None:
+    gate = threading.Event()
+    calls = CallRunner(2)
+    calls.register("slow", lambda: gate.wait(10))
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, Runners(None, calls, clock.now))
+    engine.submit(Call("slow"))
+    try:
+        engine.run(until=T0 + SECOND)
+        assert engine.snapshot.active == 1
+        engine.run(until=T0 + 2 * SECOND)  # start() again: the call is its runner's, not lost
+        assert not _facts(engine, ev.RunLost)
+    finally:
+        gate.set()
+    deadline = time.monotonic() + 10
+    while not _facts(engine, ev.RunSucceeded):
+        assert time.monotonic() < deadline
+        engine.run(until=clock.now() + SECOND)
+    engine.close()
+
+
 def test_runs_without_a_node_are_adopted_by_any_engine() -> None:
     clock = FakeClock(T0)
     ledger = open_ledger("memory://")

@@ -485,3 +485,16 @@ def test_postgres_handles_opened_together_create_the_tables_once(postgres_schema
     finally:
         for ledger in opened:
             ledger.close()
+
+
+def test_a_memory_store_s_claims_go_with_the_store() -> None:
+    import gc
+
+    from cronledger.adapters import daemon_claim
+
+    ledger = open_ledger("memory://")
+    assert ledger.claim("") is not None
+    before = len(daemon_claim._HELD)
+    del ledger
+    gc.collect()
+    assert len(daemon_claim._HELD) == before - 1, "a new store never inherits a claim"

@@ -344,3 +344,15 @@ def test_the_repr_of_a_scheduler_never_shows_a_ledger_password(tmp_path: Path) -
     url = "memory://app:s3cret@repr-test"
     with cronledger.open(url, state_dir=tmp_path / "runs") as scheduler:
         assert repr(scheduler) == "<Scheduler memory://app:***@repr-test>"
+
+
+def test_exist_ok_updates_a_schedule_another_process_added_meanwhile(clock: FakeClock) -> None:
+    url = f"memory://exist-ok-{id(clock)}"
+    with (
+        cronledger.open(url, clock=clock, runner=FakeRunner()) as one,
+        cronledger.open(url, clock=clock, runner=FakeRunner()) as two,
+    ):
+        two.snapshot  # noqa: B018 (read before the other adds: a stale view)
+        one.add("report", "every 1h", Call("report"))
+        state = two.add("report", "every 1h", Call("report"), priority=5, exist_ok=True)
+        assert state.spec.priority == 5

@@ -255,3 +255,18 @@ def test_durations_are_ascii_and_at_most_100_years(text: str) -> None:
     with pytest.raises(InvalidInput):
         parse_duration(text)
     assert parse_duration("36500d") == 36_500 * 86_400_000
+
+
+def test_thousands_of_digits_and_instants_no_date_can_show_are_refused_not_crashed_on() -> None:
+    with pytest.raises(InvalidInput, match="duration"):
+        parse_duration("9" * 5000 + "s")
+    with pytest.raises(InvalidInput, match="duration"):
+        parse_duration("9" * 5000)
+    for trigger, field in (
+        (At(10**17), "trigger.at"),
+        (Every(MINUTE, -(10**17)), "trigger.anchor"),
+    ):
+        w = World()
+        with pytest.raises(InvalidInput) as caught:
+            w.add(spec("job", trigger=trigger))
+        assert caught.value.field == field and "9999" in str(caught.value)

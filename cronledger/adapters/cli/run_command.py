@@ -44,8 +44,10 @@ def add_run_flags(c: argparse.ArgumentParser) -> None:
         default=None,
         metavar="NAME",
         help="for several daemons on one ledger: the name recorded on the runs this daemon "
-        "starts; at start-up it adopts only its own active runs and unnamed ones (default: "
-        "unnamed, adopts all). Give a gone node's name to collect its runs",
+        "starts (one running daemon per name; default: unnamed). At start-up it adopts its "
+        "own active runs and those of daemons not running that it may take (a named one the "
+        "unnamed runs, the unnamed one every node's). Give a gone node's name to collect its "
+        "runs",
     )
     loud = c.add_mutually_exclusive_group()
     loud.add_argument("-q", "--quiet", action="store_true", help="only warnings")
