@@ -593,8 +593,9 @@ def _open_postgres(url: str, codec: EventCodec) -> RecorderLedger:
 
     # Create the schema and tables once, under an advisory lock: concurrent CREATE TABLE /
     # CREATE TYPE from several processes starting together can otherwise fail.
-    try:
-        lock_conn = psycopg.connect(
+    def connect() -> psycopg.Connection[Any]:
+        """A connection of its own (autocommit): for creating the schema, and for claims."""
+        return psycopg.connect(
             host=host,
             port=port,
             dbname=dbname,
@@ -603,6 +604,9 @@ def _open_postgres(url: str, codec: EventCodec) -> RecorderLedger:
             connect_timeout=5,
             autocommit=True,
         )
+
+    try:
+        lock_conn = connect()
     except psycopg.Error as e:
         raise LedgerError(
             f"cannot connect to ledger {shown}: {_one_line(e)} (is PostgreSQL running at "
@@ -677,18 +681,7 @@ def _open_postgres(url: str, codec: EventCodec) -> RecorderLedger:
         read_rows=read_rows,
         close=factory.close,
         db_errors=(psycopg.Error,),
-        claimer=postgres_claimer(
-            lambda: psycopg.connect(
-                host=host,
-                port=port,
-                dbname=dbname,
-                user=user,
-                password=password,
-                connect_timeout=5,
-                autocommit=True,
-            ),
-            schema,
-        ),
+        claimer=postgres_claimer(connect, schema),
     )
 
 
