@@ -299,8 +299,11 @@ class Scheduler:
         }
         spec = ScheduleSpec(id=name, **_spec_fields(settings, self.engine.clock.now()))
         if exist_ok and name in self.engine.snapshot.schedules:
-            self._execute(cmd.UpdateSchedule(spec))
-            return self.schedule(name)
+            try:
+                self._execute(cmd.UpdateSchedule(spec))
+                return self.schedule(name)
+            except UnknownSchedule:  # removed meanwhile by another process
+                pass
         try:
             return self.add_spec(spec)
         except DuplicateSchedule:

@@ -14,14 +14,13 @@ import fcntl
 import hashlib
 import os
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 Release = Callable[[], None]
 Claimer = Callable[[str], Release | None]
 
-_HELD: weakref.WeakKeyDictionary[object, set[str]] = weakref.WeakKeyDictionary()
+_HELD: dict[int, tuple[object, set[str]]] = {}  # id(store) -> (the store, its claimed keys)
 _HELD_LOCK = threading.Lock()
 
 
@@ -30,11 +29,12 @@ def _digest(key: str) -> bytes:
 
 
 def memory_claimer(store: object) -> Claimer:
-    """Claims among the engines of this process on one in-memory store."""
+    """Claims among the engines of this process on one in-memory store (kept alive while any
+    claim on it is held, so its id cannot be reused meanwhile)."""
 
     def claim(key: str) -> Release | None:
-        with _HELD_LOCK:  # keyed by the store itself: a new store never inherits a claim
-            held = _HELD.setdefault(store, set())
+        with _HELD_LOCK:
+            _, held = _HELD.setdefault(id(store), (store, set()))
             if key in held:
                 return None
             held.add(key)
@@ -42,6 +42,9 @@ def memory_claimer(store: object) -> Claimer:
         def release() -> None:
             with _HELD_LOCK:
                 held.discard(key)
+                entry = _HELD.get(id(store))
+                if not held and entry is not None and entry[1] is held:
+                    del _HELD[id(store)]
 
         return release
 

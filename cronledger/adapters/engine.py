@@ -32,7 +32,13 @@ from cronledger.adapters.replay import catch_up
 from cronledger.adapters.runner import Runner, Started
 from cronledger.adapters.snapshots import load_snapshot, save_snapshot
 from cronledger.domain import events as ev
-from cronledger.domain.commands import CancelRun, ChangeOptions, SubmitTask, UserCommand
+from cronledger.domain.commands import (
+    CancelRun,
+    ChangeOptions,
+    StartRun,
+    SubmitTask,
+    UserCommand,
+)
 from cronledger.domain.evolve import evolve
 from cronledger.domain.handlers import handle
 from cronledger.domain.health import Health, health
@@ -124,9 +130,8 @@ class Engine:
         self._caught_up = False  # the last tick folded foreign facts after planning
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
         self._claim: Callable[[], None] | None = None  # this node name's, from start() to close()
-        self._adopted: set[str] = set()  # runs adopted at start-up
+        self._held: set[str] = set()  # active runs this engine's runner holds (started, adopted)
         self._borrowed: dict[str, Callable[[], None]] = {}  # claims held for adopted runs
-        self._started = False  # start() ran: the runner holds this engine's runs
         self._snapshot: Snapshot = catch_up(ledger, load_snapshot(ledger) or EMPTY)
         # Runs our runner was told to stop; those being cancelled at start-up are `adopt`'s.
         self._cancels_sent = {r.run_id for r in self._snapshot.runs.values() if r.cancelling}
@@ -357,6 +362,7 @@ class Engine:
                     c.run_id for c in plan.commands if isinstance(c, CancelRun)
                 )
                 started = self.runner.carry_out(plan.commands, now)
+                self._held.update(c.run_id for c in plan.commands if isinstance(c, StartRun))
                 self._crash.reached("after_spawn")
                 if self._defer_started:
                     self._unrecorded.extend((s, now) for s in started)
@@ -367,6 +373,7 @@ class Engine:
                 if isinstance(event, ev.RunSucceeded | ev.RunFailed | ev.RunLost):
                     self.runner.forget(event.run_id)
                     self._cancels_sent.discard(event.run_id)
+                    self._held.discard(event.run_id)
                     ended = True
             if ended and self._borrowed:
                 self._return_claims()
@@ -462,6 +469,8 @@ class Engine:
         another daemon holds it), undo a draining left by a previous stop, adopt the active
         runs no running daemon owns, and record what they did meanwhile."""
         self.claim()
+        if self.ledger.position() != self._snapshot.position:
+            self.refresh()  # (a later start(): what others recorded since decides the adoption)
         if self._snapshot.options.draining:
             options = evolve(self._snapshot.options, draining=False)
             self.execute(ChangeOptions(options))
@@ -470,12 +479,11 @@ class Engine:
             own, others = self._runs_to_adopt()
             if others:
                 log.info("%d active runs of other daemons are left to them", len(others))
-            self._adopted.update(r.run_id for r in own)
+            self._held.update(r.run_id for r in own)
             self._record_started(self.runner.adopt(own, now, keep=others), now)
             # what ended while no daemon watched is recorded before any fire is judged by it
             # (FORBID would otherwise skip the next fire for a run long over)
             self.tick(reconcile_only=True)
-        self._started = True
 
     def claim(self) -> None:
         """Hold the claim of this engine's node name on the ledger until close() (start() takes
@@ -505,11 +513,12 @@ class Engine:
         claim = getattr(self.ledger, "claim", None)
         by_node: dict[str | None, list[ActiveRun]] = {}
         for run in sorted(self._snapshot.runs.values(), key=lambda r: r.run_id):
-            if self._started and self._owns(run):
+            if run.run_id in self._held:
                 continue  # dispatched or adopted by this engine: its runner holds it
             by_node.setdefault(run.node, []).append(run)
         own: list[ActiveRun] = []
         others: list[str] = []
+        new: list[str] = []  # borrowed by this call
         try:
             for node, runs in by_node.items():
                 key = node or ""
@@ -523,9 +532,11 @@ class Engine:
                     others += [r.run_id for r in runs]
                 else:
                     self._borrowed[key] = release
+                    new.append(key)
                     own += runs
         except BaseException:
-            self._return_claims(everything=True)
+            for key in new:  # (claims borrowed by an earlier start() still cover live runs)
+                self._borrowed.pop(key)()
             raise
         return own, others
 
@@ -534,7 +545,7 @@ class Engine:
         if not self._borrowed:
             return
         runs = self._snapshot.runs
-        busy = {r.node or "" for r in runs.values() if r.run_id in self._adopted}
+        busy = {r.node or "" for r in runs.values() if r.run_id in self._held}
         for key in [k for k in self._borrowed if everything or k not in busy]:
             self._borrowed.pop(key)()
 
@@ -543,8 +554,8 @@ class Engine:
         return sum(1 for r in self._snapshot.runs.values() if self._owns(r))
 
     def _owns(self, run: ActiveRun) -> bool:
-        """Whether an active run is this engine's: dispatched under its name, or adopted."""
-        return run.node == self.node or run.run_id in self._adopted
+        """Whether an active run is this engine's: its runner started or adopted it."""
+        return run.run_id in self._held
 
     def run(
         self,
@@ -583,8 +594,7 @@ class Engine:
                 # recorded before the next tick plans: no dispatch follows a drain request
                 drain_deadline = self.clock.now() + drain_timeout_ms
                 options = evolve(self._snapshot.options, draining=True)
-                self._drain_recorded = True
-                self.execute(ChangeOptions(options))
+                self._drain_recorded = bool(self.execute(ChangeOptions(options)))
                 log.info("draining: %d active runs", self._snapshot.active)
             plan = self.tick()
             collector.between_ticks()  # cycles are collected here, never in the middle of a tick
@@ -641,10 +651,14 @@ class Engine:
         return previous
 
     def close(self) -> None:
-        if self.runner is not None:
-            self.runner.close()
-        self._return_claims(everything=True)
-        if self._claim is not None:
-            self._claim()
-            self._claim = None
-        self.ledger.close()
+        try:
+            if self.runner is not None:
+                self.runner.close()
+        finally:
+            try:
+                self._return_claims(everything=True)
+                if self._claim is not None:
+                    self._claim()
+                    self._claim = None
+            finally:
+                self.ledger.close()

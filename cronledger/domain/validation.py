@@ -9,7 +9,8 @@ import attrs
 from cronledger.domain.commands import SubmitTask
 from cronledger.domain.durations import bounded
 from cronledger.domain.hours import gate_opens_at, validate_window
-from cronledger.domain.triggers import validate_trigger
+from cronledger.domain.instants import bounded_instant
+from cronledger.domain.triggers import At, validate_trigger
 from cronledger.domain.values import (
     OUTPUT_TAIL_LIMIT,
     Call,
@@ -198,6 +199,8 @@ def validate_spec(spec: ScheduleSpec, *, now_ms: int) -> None:
         )
     _non_negative(spec.priority, "priority", "use 0 or more (higher runs first)")
     _duration(spec.jitter_ms, "jitter", "use 0 or more")
+    if isinstance(spec.trigger, At) and _is_int(spec.trigger.instant_ms):
+        bounded_instant(spec.trigger.instant_ms + spec.jitter_ms, "jitter")  # its due time
     retry = spec.retry
     if not isinstance(retry, Retry):
         raise InvalidInput("retry", f"{retry!r} is not a Retry", "use Retry(max_attempts, ...)")

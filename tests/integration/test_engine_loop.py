@@ -31,7 +31,7 @@ from cronledger.domain.values import (
     ScheduleSpec,
 )
 from cronledger.domain.verify import verify
-from cronledger.errors import DaemonRunning
+from cronledger.errors import DaemonRunning, LedgerError
 
 T0 = 1_767_225_600_000
 SECOND, MINUTE, HOUR = 1000, 60_000, 3_600_000
@@ -979,6 +979,89 @@ def test_a_second_run_keeps_the_calls_its_runner_still_runs() -> None:
         assert time.monotonic() < deadline
         engine.run(until=clock.now() + SECOND)
     engine.close()
+
+
+def test_a_drain_another_daemon_recorded_first_is_not_undone_by_this_one() -> None:
+    clock = FakeClock(T0)
+    url = f"memory://drains2-{time.monotonic_ns()}"
+    a = Engine(open_ledger(url), clock, FakeRunner(Script(SECOND)), node="a")
+    b = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)), node="b")
+    a.submit(Call("job"))
+
+    def both_drain(event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
+            b.execute(cmd.ChangeOptions(evolve(b.refresh().options, draining=True)))
+            a.drain()  # a is asked too: the ledger already says draining, a records nothing
+
+    a.subscribe(both_drain)
+    a.run(until=T0 + 5 * SECOND)
+    assert a.snapshot.options.draining, "b's drain stays until b ends it"
+    changes = [e.options.draining for e in _facts(a, ev.OptionsChanged)]  # type: ignore[attr-defined]
+    assert changes == [True], "a recorded no drain of its own, and undid none"
+
+
+def test_a_claim_failing_on_a_later_start_keeps_the_claims_earlier_runs_need() -> None:
+    clock = FakeClock(T0)
+    url = f"memory://borrow2-{time.monotonic_ns()}"
+    supervisor = FakeRunner(Script(HOUR))
+    x = Engine(open_ledger(url), clock, supervisor, node="x")
+    x.start()
+    x.submit(Call("long"))
+    x.tick()
+    x.close()  # x ends; its job goes on
+    unnamed = Engine(open_ledger(url), clock, supervisor)
+    unnamed.start()  # adopts x's live run, borrowing x's claim
+    y = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)), node="y")
+    y.start()
+    y.submit(Call("other"))
+    y.tick()
+    y.close()
+    real_claim = unnamed.ledger.claim
+
+    def failing(key: str) -> Callable[[], None] | None:
+        if key == "y":
+            raise LedgerError("the database went away")
+        return real_claim(key)
+
+    unnamed.ledger.claim = failing  # type: ignore[method-assign]
+    with pytest.raises(LedgerError):
+        unnamed.start()  # a second start() meets y's run and cannot claim y
+    again_x = Engine(open_ledger(url), clock, FakeRunner(Script(SECOND)), node="x")
+    again_x.claim_wait_s = 0
+    with pytest.raises(DaemonRunning):
+        again_x.start()  # x's claim still covers the run the unnamed engine holds
+
+
+def test_a_run_dispatched_by_a_plain_tick_is_not_lost_by_a_later_run() -> None:
+    gate = threading.Event()
+    calls = CallRunner(2)
+    calls.register("slow", lambda: gate.wait(10))
+    clock = FakeClock(T0)
+    engine = Engine(open_ledger("memory://"), clock, Runners(None, calls, clock.now))
+    engine.submit(Call("slow"))
+    try:
+        engine.tick()  # dispatched without run(): the runner holds it all the same
+        engine.run(until=T0 + SECOND)
+        assert not _facts(engine, ev.RunLost) and engine.snapshot.active == 1
+    finally:
+        gate.set()
+    engine.close()
+
+
+def test_close_releases_the_claims_even_when_the_runner_fails_to_close() -> None:
+    clock = FakeClock(T0)
+    url = f"memory://close-{time.monotonic_ns()}"
+    runner = FakeRunner(Script(SECOND))
+    engine = Engine(open_ledger(url), clock, runner)
+    engine.start()
+
+    def broken() -> None:
+        raise OSError("the runner could not close")
+
+    runner.close = broken  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        engine.close()
+    Engine(open_ledger(url), clock, FakeRunner(Script(SECOND))).start()  # the name is free
 
 
 def test_runs_without_a_node_are_adopted_by_any_engine() -> None:

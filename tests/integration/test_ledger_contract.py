@@ -487,14 +487,13 @@ def test_postgres_handles_opened_together_create_the_tables_once(postgres_schema
             ledger.close()
 
 
-def test_a_memory_store_s_claims_go_with_the_store() -> None:
-    import gc
-
+def test_a_memory_store_is_kept_while_claimed_and_forgotten_once_released() -> None:
     from cronledger.adapters import daemon_claim
 
-    ledger = open_ledger("memory://")
-    assert ledger.claim("") is not None
     before = len(daemon_claim._HELD)
-    del ledger
-    gc.collect()
-    assert len(daemon_claim._HELD) == before - 1, "a new store never inherits a claim"
+    ledger = open_ledger("memory://")
+    release = ledger.claim("")
+    assert release is not None and len(daemon_claim._HELD) == before + 1
+    release()
+    release()  # twice is harmless
+    assert len(daemon_claim._HELD) == before, "nothing kept: a later store starts clean"

@@ -356,3 +356,16 @@ def test_exist_ok_updates_a_schedule_another_process_added_meanwhile(clock: Fake
         one.add("report", "every 1h", Call("report"))
         state = two.add("report", "every 1h", Call("report"), priority=5, exist_ok=True)
         assert state.spec.priority == 5
+
+
+def test_exist_ok_adds_a_schedule_another_process_removed_meanwhile(clock: FakeClock) -> None:
+    url = f"memory://exist-ok-removed-{id(clock)}"
+    with (
+        cronledger.open(url, clock=clock, runner=FakeRunner()) as one,
+        cronledger.open(url, clock=clock, runner=FakeRunner()) as two,
+    ):
+        one.add("report", "every 1h", Call("report"))
+        two.schedules()  # two sees it
+        one.remove("report")
+        state = two.add("report", "every 2h", Call("report"), exist_ok=True)
+        assert state.spec.trigger.interval_ms == 7_200_000  # type: ignore[union-attr]

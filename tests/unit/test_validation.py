@@ -270,3 +270,10 @@ def test_thousands_of_digits_and_instants_no_date_can_show_are_refused_not_crash
         with pytest.raises(InvalidInput) as caught:
             w.add(spec("job", trigger=trigger))
         assert caught.value.field == field and "9999" in str(caught.value)
+
+
+def test_a_jitter_that_would_push_a_fire_past_year_9999_is_refused() -> None:
+    w = World()
+    with pytest.raises(InvalidInput) as caught:
+        w.add(spec("job", trigger=At("9999-12-31T23:59:59Z"), jitter_ms=3_600_000))
+    assert caught.value.field == "jitter"
