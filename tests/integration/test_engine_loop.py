@@ -944,7 +944,8 @@ def test_a_borrowed_claim_is_held_until_the_runs_adopted_under_it_have_ended() -
     again.close()
 
 
-def test_run_returning_undoes_only_the_drain_it_recorded() -> None:
+@pytest.mark.parametrize("asked_too", [False, True])
+def test_run_returning_undoes_only_a_drain_it_recorded(asked_too: bool) -> None:
     clock = FakeClock(T0)
     url = f"memory://drains-{time.monotonic_ns()}"
     a = Engine(open_ledger(url), clock, FakeRunner(Script(SECOND)), node="a")
@@ -954,13 +955,18 @@ def test_run_returning_undoes_only_the_drain_it_recorded() -> None:
     def b_drains(event: ev.Event) -> None:  # another daemon starts draining meanwhile
         if isinstance(event, ev.RunStarted):
             b.execute(cmd.ChangeOptions(evolve(b.refresh().options, draining=True)))
+            if asked_too:
+                a.drain()  # the ledger already says draining: a records nothing
 
     a.subscribe(b_drains)
     a.run(until=T0 + 5 * SECOND)
     assert a.snapshot.options.draining, "b's drain is b's to undo"
+    changes = [e.options.draining for e in _facts(a, ev.OptionsChanged)]  # type: ignore[attr-defined]
+    assert changes == [True], "a recorded no drain of its own, and undid none"
 
 
-def test_a_second_run_keeps_the_calls_its_runner_still_runs() -> None:
+@pytest.mark.parametrize("first", ["run", "tick"])
+def test_a_later_run_keeps_the_calls_its_runner_still_runs(first: str) -> None:
     gate = threading.Event()
     calls = CallRunner(2)
     calls.register("slow", lambda: gate.wait(10))
@@ -968,10 +974,13 @@ def test_a_second_run_keeps_the_calls_its_runner_still_runs() -> None:
     engine = Engine(open_ledger("memory://"), clock, Runners(None, calls, clock.now))
     engine.submit(Call("slow"))
     try:
-        engine.run(until=T0 + SECOND)
+        if first == "run":
+            engine.run(until=T0 + SECOND)
+        else:
+            engine.tick()  # dispatched without run(): the runner holds it all the same
         assert engine.snapshot.active == 1
         engine.run(until=T0 + 2 * SECOND)  # start() again: the call is its runner's, not lost
-        assert not _facts(engine, ev.RunLost)
+        assert not _facts(engine, ev.RunLost) and engine.snapshot.active == 1
     finally:
         gate.set()
     deadline = time.monotonic() + 10
@@ -979,25 +988,6 @@ def test_a_second_run_keeps_the_calls_its_runner_still_runs() -> None:
         assert time.monotonic() < deadline
         engine.run(until=clock.now() + SECOND)
     engine.close()
-
-
-def test_a_drain_another_daemon_recorded_first_is_not_undone_by_this_one() -> None:
-    clock = FakeClock(T0)
-    url = f"memory://drains2-{time.monotonic_ns()}"
-    a = Engine(open_ledger(url), clock, FakeRunner(Script(SECOND)), node="a")
-    b = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)), node="b")
-    a.submit(Call("job"))
-
-    def both_drain(event: ev.Event) -> None:
-        if isinstance(event, ev.RunStarted):
-            b.execute(cmd.ChangeOptions(evolve(b.refresh().options, draining=True)))
-            a.drain()  # a is asked too: the ledger already says draining, a records nothing
-
-    a.subscribe(both_drain)
-    a.run(until=T0 + 5 * SECOND)
-    assert a.snapshot.options.draining, "b's drain stays until b ends it"
-    changes = [e.options.draining for e in _facts(a, ev.OptionsChanged)]  # type: ignore[attr-defined]
-    assert changes == [True], "a recorded no drain of its own, and undid none"
 
 
 def test_a_claim_failing_on_a_later_start_keeps_the_claims_earlier_runs_need() -> None:
@@ -1030,22 +1020,6 @@ def test_a_claim_failing_on_a_later_start_keeps_the_claims_earlier_runs_need() -
     again_x.claim_wait_s = 0
     with pytest.raises(DaemonRunning):
         again_x.start()  # x's claim still covers the run the unnamed engine holds
-
-
-def test_a_run_dispatched_by_a_plain_tick_is_not_lost_by_a_later_run() -> None:
-    gate = threading.Event()
-    calls = CallRunner(2)
-    calls.register("slow", lambda: gate.wait(10))
-    clock = FakeClock(T0)
-    engine = Engine(open_ledger("memory://"), clock, Runners(None, calls, clock.now))
-    engine.submit(Call("slow"))
-    try:
-        engine.tick()  # dispatched without run(): the runner holds it all the same
-        engine.run(until=T0 + SECOND)
-        assert not _facts(engine, ev.RunLost) and engine.snapshot.active == 1
-    finally:
-        gate.set()
-    engine.close()
 
 
 def test_close_releases_the_claims_even_when_the_runner_fails_to_close() -> None:
