@@ -1345,7 +1345,8 @@ def _outcome_sentence(run: _Run, outcome: Outcome, max_attempts: int) -> str:
             f"It was lost at {_ts(outcome.at)} ({outcome.detail or 'no detail'}): the engine could "
             f"not account for it, so it is recorded lost (§7){tail}"
         )
-    error = f" ({outcome.error})" if outcome.error else ""
+    shown = _exit(outcome)
+    error = f" ({outcome.error})" if outcome.error and outcome.error != shown else ""
     stderr = outcome.stderr_tail.strip().splitlines()
     last = f'; stderr ends "{stderr[-1][:200]}"' if stderr else ""
     if outcome.reason == "cancelled":
@@ -1359,7 +1360,7 @@ def _outcome_sentence(run: _Run, outcome: Outcome, max_attempts: int) -> str:
         "exit": "failed",
     }.get(outcome.reason, f"failed ({outcome.reason})")
     return (
-        f"It {how} at {_ts(outcome.at)} with {_exit(outcome)}{error} after "
+        f"It {how} at {_ts(outcome.at)} with {shown}{error} after "
         f"{_dur(outcome.duration_ms)}{last}{tail}"
     )
 

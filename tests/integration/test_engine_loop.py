@@ -21,6 +21,7 @@ from cronledger.adapters.runner import Runners, Started
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
 from cronledger.domain.evolve import evolve
+from cronledger.domain.explain import explain
 from cronledger.domain.triggers import At, Every
 from cronledger.domain.values import (
     Call,
@@ -266,6 +267,8 @@ def test_call_runner_reports_return_exception_unknown_name_and_abandons_on_timeo
     assert failures["boom"].error == "ValueError: bad input"
     assert failures["missing"].reason == "spawn_failed"  # type: ignore[attr-defined]
     assert "no callable is registered as 'missing'" in failures["missing"].error  # type: ignore[attr-defined]
+    said = " ".join(explain(engine.ledger.read(), failures["missing"].run_id).sentences)  # type: ignore[attr-defined]
+    assert said.count("no callable is registered as 'missing'") == 1, said  # said once
     assert failures["hang"].reason == "timeout"  # type: ignore[attr-defined]
     assert len(_facts(engine, ev.RunSucceeded)) == 1
     gate.set()

@@ -202,9 +202,16 @@ def status(ctx: Context, args: argparse.Namespace) -> int:
         o.line()
         o.table(
             "active runs",
-            ("run", "started", "pid", "deadline", "cancelling"),
+            ("run", "node", "started", "pid", "deadline", "cancelling"),
             [
-                (r.run_id, o.when(r.started_at), r.pid, o.when(r.deadline), r.cancelling)
+                (
+                    r.run_id,
+                    r.node or "-",
+                    o.when(r.started_at),
+                    r.pid,
+                    o.when(r.deadline),
+                    r.cancelling,
+                )
                 for r in runs
             ],
         )
