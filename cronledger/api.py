@@ -21,12 +21,12 @@ import attrs
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
 from cronledger.domain.due import upcoming_fires
-from cronledger.domain.durations import parse_duration
+from cronledger.domain.durations import as_duration, parse_duration
 from cronledger.domain.health import Health, health
 from cronledger.domain.hours import Window
-from cronledger.domain.instants import from_ms, parse_instant, to_ms
+from cronledger.domain.instants import as_instant, from_ms, parse_instant, to_ms
 from cronledger.domain.state import ActiveRun, Entry, ScheduleState, Snapshot
-from cronledger.domain.triggers import At, Cron, Every, Trigger
+from cronledger.domain.triggers import At, Cron, Every, Trigger, is_int
 from cronledger.domain.values import (
     NO_RETRY,
     Call,
@@ -72,12 +72,9 @@ E = TypeVar("E", ConcurrencyPolicy, MisfirePolicy)
 
 
 def _duration(value: object, field: str) -> int:
-    if isinstance(value, timedelta):
-        return value // timedelta(milliseconds=1)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return parse_duration(value, field)
+    ms = as_duration(value, field)  # other types come back as they are: refused below
+    if is_int(ms):
+        return int(ms)
     raise InvalidInput(
         field, f"{value!r} is not a duration", "pass a timedelta, int milliseconds or e.g. '5m'"
     )
@@ -88,12 +85,9 @@ def _optional_duration(value: object, field: str) -> int | None:
 
 
 def _instant(value: object, field: str) -> int:
-    if isinstance(value, datetime):
-        return to_ms(value, field)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return parse_instant(value, field)
+    ms = as_instant(value, field)  # other types come back as they are: refused below
+    if is_int(ms):
+        return int(ms)
     raise InvalidInput(
         field,
         f"{value!r} is not an instant",

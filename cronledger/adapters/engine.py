@@ -89,10 +89,6 @@ SignalHandler = Callable[[int, FrameType | None], object] | int | None
 CLAIM_WAIT_S = 3.0  # how long start() waits for a node name another daemon is releasing
 
 
-def _no_release() -> None:
-    return None
-
-
 class Engine:
     """Ledger + clock + runner. `tick()` runs one tick; `run()` runs until stopped."""
 
@@ -490,12 +486,8 @@ class Engine:
         it; DaemonRunning while another daemon holds it after `claim_wait_s`)."""
         if self._claim is not None:
             return
-        claim = getattr(self.ledger, "claim", None)
-        if claim is None:  # a ledger without claims (a test double): nothing to guard
-            self._claim = _no_release
-            return
         deadline = time.monotonic() + self.claim_wait_s  # another may be releasing it now
-        while (release := claim(self.node or "")) is None:
+        while (release := self.ledger.claim(self.node or "")) is None:
             if time.monotonic() >= deadline:
                 raise DaemonRunning(self.node)
             time.sleep(0.05)
@@ -510,7 +502,6 @@ class Engine:
         borrowed, and held until the last run adopted under it has ended (`_return_claims`),
         so a daemon started meanwhile under that identity cannot take them a second time. A
         named engine leaves the other names' runs to them (their state dirs are theirs)."""
-        claim = getattr(self.ledger, "claim", None)
         by_node: dict[str | None, list[ActiveRun]] = {}
         for run in sorted(self._snapshot.runs.values(), key=lambda r: r.run_id):
             if run.run_id in self._held:
@@ -527,7 +518,7 @@ class Engine:
                     continue
                 release = None
                 if self.node is None or node is None:
-                    release = claim(key) if claim is not None else _no_release
+                    release = self.ledger.claim(key)
                 if release is None:
                     others += [r.run_id for r in runs]
                 else:
@@ -550,12 +541,9 @@ class Engine:
             self._borrowed.pop(key)()
 
     def _own_active(self) -> int:
-        """Active runs this engine waits for when draining (another daemon's are its own)."""
-        return sum(1 for r in self._snapshot.runs.values() if self._owns(r))
-
-    def _owns(self, run: ActiveRun) -> bool:
-        """Whether an active run is this engine's: its runner started or adopted it."""
-        return run.run_id in self._held
+        """Active runs this engine waits for when draining: those its runner holds (another
+        daemon's are that daemon's)."""
+        return len(self._held.intersection(self._snapshot.runs))
 
     def run(
         self,

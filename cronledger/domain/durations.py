@@ -51,7 +51,7 @@ def duration_ms(value: timedelta | int | str, field: str = "duration") -> int:
     return parse_duration(value, field)
 
 
-def as_duration(value: int | timedelta | str, field: str) -> Any:
+def as_duration(value: object, field: str) -> Any:
     """For attrs converters: a timedelta or duration text becomes int ms (an error names
     `field`); anything else is left as it is, for validation to name."""
     if type(value) is int or not isinstance(value, timedelta | str):

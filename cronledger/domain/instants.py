@@ -63,7 +63,7 @@ def parse_instant(text: str, field: str = "instant") -> int:
     return to_ms(value, field)
 
 
-def as_instant(value: int | datetime | str, field: str) -> Any:
+def as_instant(value: object, field: str) -> Any:
     """For attrs converters: an aware datetime or ISO text becomes epoch ms (an error names
     `field`); anything else is left as it is, for validation to name."""
     if type(value) is int:

@@ -102,12 +102,12 @@ def plan_tick(
     options = snapshot.options
     tick = snapshot.counters.ticks + 1
     exits = tuple(exits)
-    requests = snapshot.requests
+    requests = () if reconcile_only else snapshot.requests
     header = ev.TickStarted(
         at=now,
         tick=tick,
         exits=exits,
-        requests=() if reconcile_only else tuple(r for r, _ in requests),
+        requests=tuple(r for r, _ in requests),
         decisions=0,
         node=node,
         rules=rules,
@@ -125,7 +125,7 @@ def plan_tick(
         commands.extend(cmds)
 
     # 2. evaluate due: manual triggers first (they are few), then due schedules in batches
-    for request_id, schedule_id in () if reconcile_only else requests:
+    for request_id, schedule_id in requests:
         take(*evaluate_request(work, request_id, schedule_id, now))
     # A due schedule's decision reads only its own state, entries and runs, and the batch holds
     # each schedule once: every decision sees the same snapshot, and they are folded in one go.

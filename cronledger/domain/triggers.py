@@ -125,14 +125,14 @@ def validate_trigger(trigger: Trigger, *, now_ms: int) -> None:
         _compile(trigger.expr)
         _zone(trigger.timezone)
     elif isinstance(trigger, Every):
-        if not _is_int(trigger.interval_ms) or trigger.interval_ms < MIN_INTERVAL_MS:
+        if not is_int(trigger.interval_ms) or trigger.interval_ms < MIN_INTERVAL_MS:
             raise InvalidInput(
                 "trigger.interval",
                 f"{trigger.interval_ms!r} ms is shorter than the minimum of 1 s",
                 "use an interval of at least 1 second (1000 ms)",
             )
         bounded(trigger.interval_ms, "trigger.interval")
-        if trigger.anchor_ms is not None and not _is_int(trigger.anchor_ms):
+        if trigger.anchor_ms is not None and not is_int(trigger.anchor_ms):
             raise InvalidInput(
                 "trigger.anchor",
                 f"{trigger.anchor_ms!r} is not an instant",
@@ -142,7 +142,7 @@ def validate_trigger(trigger: Trigger, *, now_ms: int) -> None:
         if trigger.anchor_ms is not None:
             bounded_instant(trigger.anchor_ms, "trigger.anchor")
     elif isinstance(trigger, At):
-        if not _is_int(trigger.instant_ms):
+        if not is_int(trigger.instant_ms):
             raise InvalidInput(
                 "trigger.at", f"{trigger.instant_ms!r} is not an int", "use UTC epoch ms"
             )
@@ -176,7 +176,8 @@ def _anchor(trigger: Every) -> int:
     return trigger.anchor_ms
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
+    """An int that is not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 

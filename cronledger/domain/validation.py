@@ -10,7 +10,7 @@ from cronledger.domain.commands import SubmitTask
 from cronledger.domain.durations import bounded
 from cronledger.domain.hours import gate_opens_at, validate_window
 from cronledger.domain.instants import bounded_instant
-from cronledger.domain.triggers import At, validate_trigger
+from cronledger.domain.triggers import At, is_int, validate_trigger
 from cronledger.domain.values import (
     OUTPUT_TAIL_LIMIT,
     Call,
@@ -38,15 +38,11 @@ def validate_schedule_id(schedule_id: str, field: str = "id") -> None:
         )
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 _LARGEST = 2**53  # what every JSON reader keeps exact
 
 
 def _whole(value: object, field: str, fix: str) -> None:
-    if not _is_int(value):
+    if not is_int(value):
         raise InvalidInput(field, f"{value!r} is not a whole number", fix)
     if abs(value) > _LARGEST:  # type: ignore[arg-type]
         raise InvalidInput(field, f"{value!r} is too large", fix)
@@ -199,7 +195,7 @@ def validate_spec(spec: ScheduleSpec, *, now_ms: int) -> None:
         )
     _non_negative(spec.priority, "priority", "use 0 or more (higher runs first)")
     _duration(spec.jitter_ms, "jitter", "use 0 or more")
-    if isinstance(spec.trigger, At) and _is_int(spec.trigger.instant_ms):
+    if isinstance(spec.trigger, At) and is_int(spec.trigger.instant_ms):
         bounded_instant(spec.trigger.instant_ms + spec.jitter_ms, "jitter")  # its due time
     retry = spec.retry
     if not isinstance(retry, Retry):

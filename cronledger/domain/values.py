@@ -69,17 +69,13 @@ def _env_pairs(value: object) -> object:
 
 
 def _argv(value: object) -> object:
-    """A list or tuple (any iterable but text) -> a tuple; text is left for validation to
-    refuse (it would be split into characters)."""
+    """A list or tuple (any iterable but text) -> a tuple; text (it would be split into
+    characters) and None are left as they are, for validation."""
     if isinstance(value, tuple):
         return value
     if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
         return value
     return tuple(value)
-
-
-def _optional_argv(value: object) -> object:
-    return tuple(value) if isinstance(value, tuple | list) else value
 
 
 @attrs.frozen
@@ -90,7 +86,7 @@ class Command:
     argv: tuple[str, ...] = attrs.field(converter=_argv)
     env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_env_pairs)
     cwd: str | None = None
-    fallback: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_argv)
+    fallback: tuple[str, ...] | None = attrs.field(default=None, converter=_argv)
 
 
 @attrs.frozen

@@ -173,12 +173,18 @@ def test_subscribers_receive_runner_facts_once_durable() -> None:
     assert seen == ["RunStarted", "RunFailed"]
 
 
-def test_a_drain_ended_by_a_second_signal_is_undone_too_so_other_nodes_go_on() -> None:
+def _asked_to_drain_with_a_long_run() -> tuple[FakeClock, Engine]:
+    """An engine running an hour-long task at T0 + 1 s, asked to drain."""
     clock = FakeClock(T0)
     engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(HOUR)))
     engine.submit(Command(("long",)))
     engine.run(until=T0 + SECOND)
     engine.drain()
+    return clock, engine
+
+
+def test_a_drain_ended_by_a_second_signal_is_undone_too_so_other_nodes_go_on() -> None:
+    clock, engine = _asked_to_drain_with_a_long_run()
     engine.subscribe(lambda e: engine.stop())  # stands in for the second signal
     engine.submit(Command(("other",)))
     clock.set(T0 + 2 * SECOND)
@@ -745,11 +751,7 @@ def test_a_drain_requested_while_the_loop_sleeps_dispatches_nothing_into_freed_s
 
 
 def test_a_drain_cut_short_by_until_carries_over_to_the_next_run() -> None:
-    clock = FakeClock(T0)
-    engine = Engine(open_ledger("memory://"), clock, FakeRunner(Script(HOUR)))
-    engine.submit(Command(("long",)))
-    engine.run(until=T0 + SECOND)
-    engine.drain()
+    _clock, engine = _asked_to_drain_with_a_long_run()
     engine.run(until=T0 + 10 * SECOND, drain_timeout_ms=MINUTE)  # returns before the deadline
     engine.submit(Command(("new",)))
     engine.run(until=T0 + 20 * SECOND, drain_timeout_ms=MINUTE)
@@ -843,12 +845,17 @@ def test_a_submitted_task_retries_with_its_backoff_capped_at_max_backoff() -> No
 # --- nodes: which active runs a starting engine adopts -------------------------------------
 
 
+def _running_a_long_call(engine: Engine) -> Engine:
+    """`engine` after one tick that dispatched a submitted call its runner keeps running."""
+    engine.submit(Call("long"))
+    engine.tick()
+    return engine
+
+
 def test_a_starting_engine_leaves_another_named_node_s_runs_alone_and_adopts_its_own() -> None:
     clock = FakeClock(T0)
     ledger = open_ledger("memory://")
-    a = Engine(ledger, clock, FakeRunner(Script(HOUR)), node="a")
-    a.submit(Call("long"))
-    a.tick()
+    a = _running_a_long_call(Engine(ledger, clock, FakeRunner(Script(HOUR)), node="a"))
     [run] = a.snapshot.runs.values()
     assert run.node == "a"
     [assigned] = _facts(a, ev.RunAssigned)
@@ -1072,9 +1079,7 @@ def test_verify_replans_the_node_a_tick_recorded_and_catches_a_changed_one() -> 
 def test_a_named_engine_s_drain_waits_for_its_own_runs_only() -> None:
     clock = FakeClock(T0)
     ledger = open_ledger("memory://")
-    b = Engine(ledger, clock, FakeRunner(Script(HOUR)), node="b")
-    b.submit(Call("long"))
-    b.tick()
+    _running_a_long_call(Engine(ledger, clock, FakeRunner(Script(HOUR)), node="b"))
     a = Engine(ledger, clock, FakeRunner(Script(HOUR)), node="a")
     a.drain()
     a.run(until=T0 + HOUR, drain_timeout_ms=10 * MINUTE)
