@@ -128,6 +128,7 @@ R_NOT_DUE = "§3: a schedule is due when due_at <= now and it is neither paused 
 R_PAUSED = "§2 (ARCHITECTURE pause): a paused schedule is not evaluated; its fires are not misfires"
 R_COMPLETE = "§1/§2: a schedule with no next fire, or no fires remaining, is complete"
 R_REMOVED = "ARCHITECTURE remove: a removed schedule decides nothing more"
+R_REQUESTED = "§3 manual trigger: the next tick evaluates the request (concurrency applies)"
 
 # --- what the scan keeps --------------------------------------------------------------------
 
@@ -181,6 +182,7 @@ class _Schedule:
     lifecycle: Fact | None = None
     group: _Group | None = None
     requests: dict[str, Fact] = attrs.Factory(dict)
+    request_group: _Group | None = None  # the evaluation that acted on the subject request
     watch: str | None = None
     first_run: tuple[int, ev.RunAssigned] | None = None
 
@@ -318,6 +320,8 @@ class _Scan:
             group.facts.append((position, event))
             if isinstance(event, FireFact):
                 group.closed = True
+                if not isinstance(event, ev.FireDeferred) and event.request_id == self.subject:
+                    rec.request_group = group
                 rec.watch = event.entry_id if isinstance(event, ev.FireRecorded) else None
                 rec.first_run = None
         elif (
@@ -1023,6 +1027,40 @@ def _explain_schedule(scan: _Scan, rec: _Schedule, at: int | None) -> Explanatio
     return _finish(rec.id, "schedule", parts, timeline)
 
 
+def _explain_request(scan: _Scan, rec: _Schedule, request_id: str, at: int | None) -> Explanation:
+    """A manual trigger that made no entry (one that did is explained as that entry): skipped
+    or coalesced by the concurrency policy, waiting for the next tick, or dropped with its
+    schedule."""
+    asked_pos, asked = rec.requests[request_id]
+    asked_line = (asked_pos, _fact_line(asked))
+    group = rec.request_group
+    if group is not None:
+        parts = _group_parts(rec, group)
+        timeline = (asked_line, *((p, _fact_line(e)) for p, e in group.facts))
+    else:
+        timeline = (asked_line,)
+        waiting = any(r == request_id for r, _ in scan.snapshot.requests)
+        parts = _Parts("waiting" if waiting else "dropped", R_REQUESTED, asked_pos, asked.at)
+        parts.inputs = [("schedule", rec.id), ("requested at", _ts(asked.at))]
+        if waiting:
+            parts.sentences.append(
+                f"Manual trigger {request_id} was requested at {_ts(asked.at)} and is waiting "
+                f"for the next tick, which fires {rec.id} unless its concurrency policy "
+                "skips or coalesces the fire (§3, §4): is a daemon running on this ledger?"
+            )
+        else:
+            life = rec.lifecycle[1] if rec.lifecycle is not None else None
+            when = f" at {_ts(life.at)}" if isinstance(life, ev.ScheduleRemoved) else ""
+            parts.rule = R_REMOVED
+            parts.sentences.append(
+                f"Manual trigger {request_id} was requested at {_ts(asked.at)}, but {rec.id} "
+                f"was removed{when} before a tick acted on it: it was dropped."
+            )
+    if at is not None:
+        parts.inputs.append(("explained at", _ts(at)))
+    return _finish(request_id, "manual trigger", parts, timeline)
+
+
 def _status_parts(
     rec: _Schedule,
     state: ScheduleState | None,
@@ -1530,6 +1568,10 @@ def explain(
     rec = scan.schedules.get(subject)
     if rec is not None and rec.added is not None:
         return _explain_schedule(scan, rec, at)
+    sid = _schedule_part(subject) if "!" in subject else None
+    rec = scan.schedules.get(sid) if sid is not None else None
+    if rec is not None and subject in rec.requests:
+        return _explain_request(scan, rec, subject, at)
     _unknown(subject, at, cut, stream)
 
 
@@ -1548,6 +1590,6 @@ def _unknown(
             )
     raise InvalidInput(
         "subject",
-        f"{subject!r} is not a run, entry or schedule in this ledger",
+        f"{subject!r} is not a run, entry, schedule or manual trigger in this ledger",
         "list schedules with `cronledger list` or runs with `cronledger history`",
     )

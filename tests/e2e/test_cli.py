@@ -513,6 +513,8 @@ def test_pause_resume_remove_and_trigger_show_in_list(seeded: Cli) -> None:
     assert triggered["triggered"] == "nightly" and triggered["request_id"]
     assert triggered["position"] == seeded.position() == 6
     assert (seeded.rows() or [])[-1][1] == "TriggerRequested"
+    asked = seeded.json("explain", triggered["request_id"])  # the id it printed is explainable
+    assert (asked["kind"], asked["decision"]) == ("manual trigger", "waiting")
 
     removed = seeded.json("remove", "job")
     assert removed == {"removed": "job", "changed": True, "events": 1, "position": 7}

@@ -305,6 +305,43 @@ def test_a_manual_trigger_ignores_the_gate_and_its_entry_is_explained() -> None:
     assert _inputs(entry)["origin"].startswith("manual trigger of job")
 
 
+def test_a_manual_trigger_that_made_no_entry_is_explained_by_its_request_id() -> None:
+    w = _overlapping(P.FORBID)
+    w.do(cmd.TriggerSchedule("job"))
+    [request] = w.of(ev.TriggerRequested)
+    waiting = _explain(w, request.request_id)  # `cronledger trigger` prints this id
+    assert (waiting.kind, waiting.decision, waiting.rule) == (
+        "manual trigger",
+        "waiting",
+        ex.R_REQUESTED,
+    )
+    assert waiting.position == _position(w, request)
+    assert "is waiting for the next tick" in _text(waiting)
+
+    w.run_until(T0 + MINUTE)  # the request's run is still running at the first fire time
+    w.do(cmd.TriggerSchedule("job"))
+    [_, second] = w.of(ev.TriggerRequested)
+    w.tick()
+    skipped = _explain(w, second.request_id)
+    assert (skipped.kind, skipped.decision) == ("manual trigger", "skipped")
+    assert skipped.rule == ex.R_FORBID
+    assert _inputs(skipped)["manual trigger"] == second.request_id
+    assert skipped.timeline[0][1].endswith(f"manual trigger {second.request_id} requested for job")
+    ran = _explain(w, request.request_id)  # the first one did fire: its entry is explained
+    assert ran.kind == "entry"
+
+
+def test_a_manual_trigger_dropped_with_its_schedule_says_so() -> None:
+    w = World()
+    w.add(spec("job"))
+    w.do(cmd.TriggerSchedule("job"))
+    [request] = w.of(ev.TriggerRequested)
+    w.do(cmd.RemoveSchedule("job"))
+    x = _explain(w, request.request_id)
+    assert (x.decision, x.rule) == ("dropped", ex.R_REMOVED)
+    assert "was removed at" in _text(x) and "it was dropped" in _text(x)
+
+
 # --- §5, §6: dispatch order and capacity ----------------------------------------------------
 
 
@@ -527,7 +564,9 @@ def test_an_unknown_subject_is_invalid_input_naming_the_fix() -> None:
     with pytest.raises(InvalidInput) as caught:
         _explain(w, "nope")
     assert caught.value.field == "subject"
-    assert caught.value.problem == "'nope' is not a run, entry or schedule in this ledger"
+    assert caught.value.problem == (
+        "'nope' is not a run, entry, schedule or manual trigger in this ledger"
+    )
     assert "cronledger list" in caught.value.fix
 
 

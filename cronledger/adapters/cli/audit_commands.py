@@ -28,7 +28,7 @@ def explain(ctx: Context, args: argparse.Namespace) -> int:
     try:
         x = audit.explain_subject(ledger, args.subject, at)
     except InvalidInput as error:  # the explainer names its parameters; name the CLI's
-        flag = {"at": "--at", "subject": "RUN_ID|NAME"}.get(error.field, error.field)
+        flag = {"at": "--at", "subject": "RUN_ID|NAME|REQUEST_ID"}.get(error.field, error.field)
         raise InvalidInput(flag, error.problem, error.fix) from None
     finally:
         ledger.close()

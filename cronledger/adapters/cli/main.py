@@ -168,8 +168,10 @@ def build_parser() -> Parser:
     c = command("run", run_cmd.run, "the daemon: fire schedules and run their jobs until stopped")
     add_run_flags(c)
 
-    c = command("explain", audit_cmd.explain, "why a run or a schedule did what it did")
-    c.add_argument("subject", metavar="RUN_ID|NAME")
+    c = command(
+        "explain", audit_cmd.explain, "why a run, entry, schedule or manual trigger did what it did"
+    )
+    c.add_argument("subject", metavar="RUN_ID|NAME|REQUEST_ID")
     c.add_argument("--at", default=None, metavar="INSTANT", help="the decision in force then")
     c = command("replay", audit_cmd.replay, "the state as it was at an instant or position")
     c.add_argument("--at", default=None, metavar="INSTANT")
