@@ -86,13 +86,17 @@ def iso_ms(ms: int) -> str:
 
 
 def one_error_line(done: Done, code: int = 2, mentions: Sequence[str] = ()) -> str:
-    """The CLI failed with `code` and one clean error line on stderr; returns that line."""
+    """The CLI failed with `code` and one clean error line on stderr; returns that line. The
+    stdout is empty, or under `--json` the error as one JSON document."""
     assert done.returncode == code, shown(done)
     assert "Traceback" not in done.stderr, shown(done)
     lines = done.stderr.splitlines()
     assert len(lines) == 1, shown(done)
     assert lines[0].startswith("cronledger: "), shown(done)
-    assert done.stdout == "", shown(done)
+    if "--json" in done.args[: done.args.index("--") if "--" in done.args else None]:
+        assert json.loads(done.stdout)["error"]["exit_code"] == code, shown(done)
+    else:
+        assert done.stdout == "", shown(done)
     for text in mentions:
         assert text in lines[0], f"{text!r} not in {lines[0]!r}"
     return lines[0]
@@ -383,6 +387,32 @@ def test_an_unrecognized_argument_points_to_the_help_of_the_command_in_use(
     assert line.startswith("cronledger: error: unrecognized arguments: --bogus")
     assert line.endswith(f"(see `{help_of} --help`)")
     result.unchanged()
+
+
+def test_under_json_an_error_is_a_json_document_on_stdout_too(seeded: Cli) -> None:
+    """A script reading stdout gets JSON whatever happened; stderr keeps the one line."""
+
+    def error_of(*args: str, code: int) -> dict[str, Any]:
+        done = seeded("--json", *args)
+        assert done.returncode == code, shown(done)
+        assert len(done.stderr.splitlines()) == 1, shown(done)
+        assert done.stderr.startswith("cronledger: error: "), shown(done)
+        document = json.loads(done.stdout)
+        assert document["ok"] is False and document["error"]["exit_code"] == code
+        assert document["error"]["message"] in done.stderr
+        error: dict[str, Any] = document["error"]
+        return error
+
+    with seeded.unchanged():
+        bad = error_of("add", "x", "--every", "5x", "--", "true", code=2)
+        assert (bad["type"], bad["field"]) == ("InvalidInput", "--every")
+        assert "5x" in bad["problem"] and bad["fix"]
+        unknown = error_of("pause", "nope", code=2)
+        assert unknown["type"] == "UnknownSchedule" and "nope" in unknown["message"]
+        usage = error_of("history", "--bogus", code=2)
+        assert usage["type"] == "UsageError" and "--bogus" in usage["message"]
+        after = error_of("explain", "nope", "--json", code=2)  # --json after the command too
+        assert after["field"] == "RUN_ID|NAME|REQUEST_ID"
 
 
 # --- add, show, update, pause, resume, remove, trigger, submit -------------------------------

@@ -17,6 +17,7 @@ from cronledger.adapters.cli import read_commands as read_cmd
 from cronledger.adapters.cli import run_command as run_cmd
 from cronledger.adapters.cli import write_commands as write_cmd
 from cronledger.adapters.cli.context import DEFAULT_LEDGER, Context
+from cronledger.adapters.cli.output import emit_json
 from cronledger.adapters.cli.run_command import add_run_flags
 from cronledger.adapters.cli.schedule_flags import add_schedule_flags
 from cronledger.errors import (
@@ -44,7 +45,11 @@ class Parser(argparse.ArgumentParser):
         self.commands: dict[str, Parser] = {}
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"cronledger: error: {message} (see `{self.prog} --help`)\n")
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+class UsageError(Exception):
+    """A command line argparse cannot parse (exit code 2)."""
 
 
 class Version(argparse.Action):
@@ -196,10 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in words:  # everything after `--` is the job's argv, never our options
         cut = words.index("--")
         words, command = words[:cut], words[cut + 1 :]
-    args, extra = parser.parse_known_args(words)
-    if extra:  # blame the command in use, and point to its help
-        where = parser.commands.get(args.command_name or "", parser)
-        where.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args, extra = parser.parse_known_args(words)
+        if extra:  # blame the command in use, and point to its help
+            where = parser.commands.get(args.command_name or "", parser)
+            where.error(f"unrecognized arguments: {' '.join(extra)}")
+    except UsageError as error:
+        return _report_error(error, 2, as_json="--json" in words)
     args.command = command
     if getattr(args, "handler", None) is None:
         _no_command(parser)
@@ -228,8 +236,21 @@ def _no_command(parser: Parser) -> None:
 def _fail(ctx: Context, error: Exception, code: int) -> int:
     if ctx.debug:
         traceback.print_exc()
+    return _report_error(error, code, as_json=ctx.json)
+
+
+def _report_error(error: Exception, code: int, *, as_json: bool) -> int:
+    """The error line on stderr; under --json also a JSON document on stdout, so that a script
+    reading stdout gets JSON whatever happened: {"ok": false, "error": {type, message, exit_code,
+    and field, problem, fix for bad input}}."""
     text = " ".join(str(error).split("\n"))
     print(f"cronledger: error: {text}", file=sys.stderr)
+    if as_json:
+        detail: dict[str, object] = {"type": type(error).__name__, "message": text}
+        if isinstance(error, InvalidInput):
+            detail.update(field=error.field, problem=error.problem, fix=error.fix)
+        detail["exit_code"] = code
+        emit_json({"ok": False, "error": detail})
     return code
 
 
