@@ -1518,7 +1518,8 @@ def test_a_second_daemon_under_the_same_name_is_refused_and_records_nothing(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 20
-        while not cli.json("status")["runs"]:  # the first daemon runs the job
+        # the first daemon runs the job, and has recorded its RunStarted (a later tick does)
+        while not any(r["pid"] for r in cli.json("status")["runs"]):
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         before = cli.position()
