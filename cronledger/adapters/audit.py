@@ -436,6 +436,7 @@ def run_json(record: RunRecord) -> Json:
         **instant_json("assigned_at", record.assigned_at),
         **instant_json("started_at", record.started_at),
         **instant_json("finished_at", record.finished_at),
+        **instant_json("recorded_at", record.recorded_at),
         "duration_ms": record.duration_ms,
         "exit_code": record.exit_code,
         "signal": record.signal,

@@ -25,7 +25,8 @@ class RunRecord:
     started_at: int | None = None
     pid: int | None = None
     fallback: bool = False
-    finished_at: int | None = None
+    finished_at: int | None = None  # when the process ended, as the runner saw it
+    recorded_at: int | None = None  # when its outcome fact was recorded (a tick's reading)
     outcome: str = "assigned"
     reason: str | None = None
     exit_code: int | None = None
@@ -64,6 +65,17 @@ def _finish(h: History, run_id: str, **changes: object) -> History:
     return evolve(h, runs=h.runs.set(run_id, evolve(record, **changes)))
 
 
+def _ended(h: History, e: ev.RunSucceeded | ev.RunFailed) -> dict[str, object]:
+    """The end of a run with a duration: its start plus the duration, as the engine measured it
+    (an adopted run may have ended long before a restarted daemon recorded it), and the
+    recording instant."""
+    record = h.runs.get(e.run_id)
+    if record is None:
+        return {}
+    start = record.started_at if record.started_at is not None else record.assigned_at
+    return {"finished_at": min(e.at, start + e.duration_ms), "recorded_at": e.at}
+
+
 def apply(h: History, e: ev.Event) -> History:
     """Fold one event into the run history."""
     if isinstance(e, ev.FireRecorded):
@@ -94,7 +106,7 @@ def apply(h: History, e: ev.Event) -> History:
         return _finish(
             h,
             e.run_id,
-            finished_at=e.at,
+            **_ended(h, e),
             outcome="succeeded",
             exit_code=e.exit_code,
             duration_ms=e.duration_ms,
@@ -107,7 +119,7 @@ def apply(h: History, e: ev.Event) -> History:
         return _finish(
             h,
             e.run_id,
-            finished_at=e.at,
+            **_ended(h, e),
             outcome="failed",
             reason=e.reason,
             exit_code=e.exit_code,
@@ -120,7 +132,15 @@ def apply(h: History, e: ev.Event) -> History:
             stderr_dropped=e.stderr_dropped,
         )
     if isinstance(e, ev.RunLost):
-        return _finish(h, e.run_id, finished_at=e.at, outcome="lost", reason="lost", error=e.detail)
+        return _finish(
+            h,
+            e.run_id,
+            finished_at=e.at,  # unknown: the run was not seen to end
+            recorded_at=e.at,
+            outcome="lost",
+            reason="lost",
+            error=e.detail,
+        )
     return h
 
 

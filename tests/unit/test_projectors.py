@@ -54,3 +54,23 @@ def test_task_status_and_history_follow_each_run() -> None:
     assert [r.seq for r in records] == sorted(r.seq for r in records)
     assert {r.outcome for r in records} <= {"succeeded", "failed", "running"}
     assert len(runs.runs) == len(w.of(ev.RunAssigned))
+
+
+def test_history_ends_a_run_when_its_process_ended_not_when_the_end_was_recorded() -> None:
+    """A run adopted after a restart ended during the outage: its duration says when."""
+    assigned = ev.RunAssigned(
+        at=T0, run_id="t#1", entry_id="t", attempt=1, argv=("true",), call=None, deadline=None
+    )
+    started = ev.RunStarted(at=T0 + SECOND, run_id="t#1", pid=7, fallback=False)
+    recorded = T0 + 10 * MINUTE  # the daemon came back ten minutes later
+    ended = ev.RunSucceeded(
+        at=recorded, run_id="t#1", entry_id="t", exit_code=0, duration_ms=2 * SECOND,
+        stderr_tail="",
+    )  # fmt: skip
+    lost = ev.RunLost(at=recorded, run_id="u#1", entry_id="u", detail="gone", final=True)
+    lost_assigned = ev.RunAssigned(
+        at=T0, run_id="u#1", entry_id="u", attempt=1, argv=("true",), call=None, deadline=None
+    )
+    runs = history.project([assigned, started, ended, lost_assigned, lost]).runs
+    assert (runs["t#1"].finished_at, runs["t#1"].recorded_at) == (T0 + 3 * SECOND, recorded)
+    assert (runs["u#1"].finished_at, runs["u#1"].recorded_at) == (recorded, recorded)
