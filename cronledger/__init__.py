@@ -30,6 +30,7 @@ from cronledger.domain.values import (
     Target,
 )
 from cronledger.errors import (
+    ClaimLost,
     CronledgerError,
     DaemonRunning,
     DuplicateSchedule,
@@ -55,6 +56,7 @@ __all__ = [
     "ConcurrencyPolicy",
     "CronledgerError",
     "Cron",
+    "ClaimLost",
     "DaemonRunning",
     "DuplicateSchedule",
     "Duration",

@@ -91,3 +91,18 @@ class DaemonRunning(CronledgerError):
             f"another daemon is running on this ledger {who}: stop it first, or give each "
             "daemon its own name with --node NAME (Engine(node=...), cronledger.open(node=...))"
         )
+
+
+class ClaimLost(DaemonRunning):
+    """A running daemon's claim on its node name was lost (its PostgreSQL connection dropped)
+    and another daemon took the name meanwhile: this one stops."""
+
+    def __init__(self, node: str | None) -> None:
+        self.node = node
+        who = f"node {node!r}" if node else "the unnamed daemon"
+        CronledgerError.__init__(
+            self,
+            f"this daemon lost its claim as {who} on the ledger (its connection dropped) and "
+            "another daemon took the name meanwhile: stopping. The runs it started go on; the "
+            "daemon that holds the name now owns them",
+        )

@@ -4,7 +4,12 @@ ledger, so that no daemon takes another live daemon's runs for its own.
 A claim is held for a daemon's whole life and is released when its process ends, however it
 ends (a killed daemon holds nothing): an flock on a file beside an SQLite ledger, a session
 advisory lock on PostgreSQL, a process-wide registry for memory ledgers. `claim(key)` returns a
-release function, or None while another daemon holds the key.
+`Claim` (call it to release), or None while another daemon holds the key.
+
+A PostgreSQL claim lives on a connection: if that connection drops, the server lets go of the
+lock and another daemon could take the name. `Claim.held()` finds out (the daemon asks every
+few seconds): it re-takes the lock on a new connection where it can, and says False where
+another daemon took it meanwhile.
 """
 
 from __future__ import annotations
@@ -17,8 +22,30 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-Release = Callable[[], None]
-Claimer = Callable[[str], Release | None]
+
+class Claim:
+    """A daemon claim taken: call it to release it (twice is harmless); `held()` says whether
+    it is still ours, re-taking it where the backend lost it."""
+
+    __slots__ = ("_check", "_release", "_released")
+
+    def __init__(self, release: Callable[[], None], check: Callable[[], bool] | None = None):
+        self._release = release
+        self._check = check
+        self._released = False
+
+    def __call__(self) -> None:
+        if not self._released:
+            self._released = True
+            self._release()
+
+    def held(self) -> bool:
+        if self._released:
+            return False
+        return True if self._check is None else self._check()
+
+
+Claimer = Callable[[str], Claim | None]
 
 _HELD: dict[int, tuple[object, set[str]]] = {}  # id(store) -> (the store, its claimed keys)
 _HELD_LOCK = threading.Lock()
@@ -32,7 +59,7 @@ def memory_claimer(store: object) -> Claimer:
     """Claims among the engines of this process on one in-memory store (kept alive while any
     claim on it is held, so its id cannot be reused meanwhile)."""
 
-    def claim(key: str) -> Release | None:
+    def claim(key: str) -> Claim | None:
         with _HELD_LOCK:
             _, held = _HELD.setdefault(id(store), (store, set()))
             if key in held:
@@ -46,7 +73,7 @@ def memory_claimer(store: object) -> Claimer:
                 if not held and entry is not None and entry[1] is held:
                     del _HELD[id(store)]
 
-        return release
+        return Claim(release)
 
     return claim
 
@@ -54,7 +81,7 @@ def memory_claimer(store: object) -> Claimer:
 def sqlite_claimer(path: str) -> Claimer:
     """Claims as flocks on `PATH.daemon-DIGEST.lock` files beside the ledger file."""
 
-    def claim(key: str) -> Release | None:
+    def claim(key: str) -> Claim | None:
         lock_path = f"{path}.daemon-{_digest(key).hex()}.lock"
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -70,7 +97,7 @@ def sqlite_claimer(path: str) -> Claimer:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-        return release
+        return Claim(release)
 
     return claim
 
@@ -79,8 +106,8 @@ def postgres_claimer(connect: Callable[[], Any], schema: str) -> Claimer:
     """Claims as session advisory locks, each on a connection of its own (closing it, or the
     daemon's end, releases the lock)."""
 
-    def claim(key: str) -> Release | None:
-        number = int.from_bytes(_digest(f"cronledger:{schema}:{key}"), "big", signed=True)
+    def take(number: int) -> Any:
+        """A connection holding the lock, or None while another session holds it."""
         conn = connect()
         try:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (number,)).fetchone()
@@ -90,6 +117,34 @@ def postgres_claimer(connect: Callable[[], Any], schema: str) -> Claimer:
         if not row or not row[0]:
             conn.close()
             return None
-        return conn.close  # type: ignore[no-any-return]
+        return conn
+
+    def claim(key: str) -> Claim | None:
+        number = int.from_bytes(_digest(f"cronledger:{schema}:{key}"), "big", signed=True)
+        conn = take(number)
+        if conn is None:
+            return None
+        holder = [conn]
+
+        def release() -> None:
+            with contextlib.suppress(Exception):
+                holder[0].close()
+
+        def check() -> bool:
+            try:
+                holder[0].execute("SELECT 1")
+                return True
+            except Exception:  # the connection dropped: the server let go of the lock
+                release()
+            try:
+                again = take(number)
+            except Exception:  # the server is out of reach: nobody can take it now; ask later
+                return True
+            if again is None:
+                return False
+            holder[0] = again
+            return True
+
+        return Claim(release, check)
 
     return claim

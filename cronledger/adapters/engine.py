@@ -27,6 +27,7 @@ import orjson
 
 from cronledger.adapters.clock import Clock, SystemClock
 from cronledger.adapters.collector import CycleCollector
+from cronledger.adapters.daemon_claim import Claim
 from cronledger.adapters.ledger import Ledger, open_ledger
 from cronledger.adapters.replay import catch_up
 from cronledger.adapters.runner import Runner, Started
@@ -46,7 +47,7 @@ from cronledger.domain.reconcile import bound_exits
 from cronledger.domain.state import EMPTY, ActiveRun, Snapshot
 from cronledger.domain.tick import TickPlan, next_wake, plan_tick
 from cronledger.domain.values import RunExit, Target
-from cronledger.errors import DaemonRunning, InvalidInput, LedgerConflict
+from cronledger.errors import ClaimLost, DaemonRunning, InvalidInput, LedgerConflict
 from cronledger.projectors.snapshot import apply_all
 
 MAX_CONFLICT_RETRIES = 50
@@ -87,6 +88,7 @@ SignalHandler = Callable[[int, FrameType | None], object] | int | None
 
 
 CLAIM_WAIT_S = 3.0  # how long start() waits for a node name another daemon is releasing
+CLAIM_CHECK_S = 5.0  # how often run() checks its claims are still held (a dropped connection)
 
 
 class Engine:
@@ -107,6 +109,7 @@ class Engine:
         # while it runs (see start()); None is the unnamed daemon.
         self.node = node
         self.claim_wait_s = CLAIM_WAIT_S
+        self.claim_check_s = CLAIM_CHECK_S
         self.clock: Clock = clock or SystemClock()
         self.runner = runner
         self.idle_cap_ms = idle_cap_ms
@@ -125,9 +128,10 @@ class Engine:
         self._defer_started = False
         self._caught_up = False  # the last tick folded foreign facts after planning
         self._crash = CrashPoint(os.environ.get("CRONLEDGER_CRASH_AT"))
-        self._claim: Callable[[], None] | None = None  # this node name's, from start() to close()
+        self._claim: Claim | None = None  # this node name's, from start() to close()
         self._held: set[str] = set()  # active runs this engine's runner holds (started, adopted)
-        self._borrowed: dict[str, Callable[[], None]] = {}  # claims held for adopted runs
+        self._borrowed: dict[str, Claim] = {}  # claims held for adopted runs
+        self._claims_checked_at = 0.0  # time.monotonic() of the last check in run()
         self._snapshot: Snapshot = catch_up(ledger, load_snapshot(ledger) or EMPTY)
         # Runs our runner was told to stop; those being cancelled at start-up are `adopt`'s.
         self._cancels_sent = {r.run_id for r in self._snapshot.runs.values() if r.cancelling}
@@ -531,6 +535,23 @@ class Engine:
             raise
         return own, others
 
+    def _check_claims(self) -> None:
+        """Still holding our claims? A PostgreSQL claim dies with its connection; `held()`
+        re-takes it where it can. Where another daemon took our name meanwhile, stop
+        (ClaimLost): that daemon owns its runs now. A borrowed claim lost is given up."""
+        self._claims_checked_at = time.monotonic()
+        for key, claim in list(self._borrowed.items()):
+            if not claim.held():
+                del self._borrowed[key]
+                log.warning(
+                    "the claim of %s, held for the runs adopted from it, was taken by another "
+                    "daemon: it may adopt them",
+                    f"node {key!r}" if key else "the unnamed daemon",
+                )
+        if self._claim is not None and not self._claim.held():
+            self._claim = None
+            raise ClaimLost(self.node)
+
     def _return_claims(self, *, everything: bool = False) -> None:
         """Release the borrowed claims whose adopted runs have all ended (or all of them)."""
         if not self._borrowed:
@@ -586,6 +607,8 @@ class Engine:
                 log.info("draining: %d active runs", self._snapshot.active)
             plan = self.tick()
             collector.between_ticks()  # cycles are collected here, never in the middle of a tick
+            if time.monotonic() - self._claims_checked_at >= self.claim_check_s:
+                self._check_claims()
             again = plan.summary.more_due or self._caught_up  # work left, or foreign facts
             self._caught_up = False
             if again:

@@ -10,12 +10,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
 if TYPE_CHECKING:
     from cronledger.adapters.codec import EventCodec
+    from cronledger.adapters.daemon_claim import Claim
     from cronledger.domain.events import Event
 
 
@@ -24,10 +25,10 @@ class Ledger(Protocol):
 
     url: str
 
-    def claim(self, key: str) -> Callable[[], None] | None:
+    def claim(self, key: str) -> Claim | None:
         """Take the daemon claim `key` (a node name, "" for the unnamed daemon) for as long as
-        this process lives or until the returned release is called; None while another daemon
-        holds it (`daemon_claim.py`)."""
+        this process lives or until the returned claim is called; None while another daemon
+        holds it. `Claim.held()` checks it still is (`daemon_claim.py`)."""
         ...
 
     def position(self) -> int:

@@ -50,8 +50,8 @@ from eventsourcing.popo import POPOAggregateRecorder
 
 from cronledger.adapters.codec import Decoder, EventCodec, default_codec
 from cronledger.adapters.daemon_claim import (
+    Claim,
     Claimer,
-    Release,
     memory_claimer,
     postgres_claimer,
     sqlite_claimer,
@@ -107,9 +107,9 @@ class RecorderLedger:
 
     # --- the port ---------------------------------------------------------------------------
 
-    def claim(self, key: str) -> Release | None:
-        """Take the daemon claim `key` (see `daemon_claim`): a release function, or None while
-        another daemon holds it."""
+    def claim(self, key: str) -> Claim | None:
+        """Take the daemon claim `key` (see `daemon_claim`): the claim (call it to release), or
+        None while another daemon holds it."""
         with self._guard("claim a daemon name on"):
             return self._claimer(key)
 

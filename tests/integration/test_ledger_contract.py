@@ -50,12 +50,58 @@ def test_a_daemon_claim_is_held_by_one_handle_until_released(
     named = second.claim("node-a")
     assert named is not None, "names are claimed independently"
     assert first.claim("node-a") is None
+    assert release.held() and named.held()
     release()
+    assert not release.held(), "released: no longer ours"
     again = second.claim("")
     assert again is not None, "released: the next daemon takes it"
     again()
     named()
     assert first.claim("node-a") is not None
+
+
+def _drop_claim_connections(schema: str) -> int:
+    """Terminate the PostgreSQL sessions that hold this schema's daemon claims (as a dropped
+    connection or a restarted server would end them); how many."""
+    import psycopg
+
+    from tests.integration.conftest import PG_DSN
+
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        pids = [
+            pid
+            for (pid,) in conn.execute(
+                "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database() "
+                "AND l.pid <> pg_backend_pid()"
+            ).fetchall()
+        ]
+        for pid in pids:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    return len(pids)
+
+
+@pytest.mark.postgres
+def test_a_postgres_claim_whose_connection_dropped_is_taken_again_or_found_lost(
+    postgres_schema: str,
+) -> None:
+    url = f"{PG_URL}?schema={postgres_schema}"
+    first, second = open_ledger(url), open_ledger(url)
+    try:
+        claim = first.claim("node-a")
+        assert claim is not None and claim.held()
+        assert _drop_claim_connections(postgres_schema) == 1
+        assert claim.held(), "the lock died with its connection: held() takes it again"
+        assert second.claim("node-a") is None, "and holds it: no one else gets the name"
+
+        assert _drop_claim_connections(postgres_schema) == 1
+        thief = second.claim("node-a")  # another daemon takes the name in the gap
+        assert thief is not None
+        assert not claim.held(), "taken meanwhile: the claim is lost"
+        thief()
+    finally:
+        first.close()
+        second.close()
 
 
 # --- append and read ------------------------------------------------------------------------
@@ -497,3 +543,34 @@ def test_a_memory_store_is_kept_while_claimed_and_forgotten_once_released() -> N
     release()
     release()  # twice is harmless
     assert len(daemon_claim._HELD) == before, "nothing kept: a later store starts clean"
+
+
+@pytest.mark.postgres
+def test_a_daemon_whose_name_was_taken_while_its_connection_was_down_stops(
+    postgres_schema: str,
+) -> None:
+    from cronledger.adapters.clock import FakeClock
+    from cronledger.adapters.engine import Engine
+    from cronledger.adapters.fake_runner import FakeRunner
+    from cronledger.errors import ClaimLost
+
+    url = f"{PG_URL}?schema={postgres_schema}"
+    clock = FakeClock()
+    engine = Engine(open_ledger(url), clock, FakeRunner(clock), node="n1")
+    other = open_ledger(url)
+    try:
+        engine.claim_check_s = 0.0  # check on every pass of the loop
+        engine.claim()
+        _drop_claim_connections(postgres_schema)
+        engine.run(until=clock.now() + 3_000)  # the claim is taken again: it goes on
+        assert other.claim("n1") is None, "still n1's"
+
+        _drop_claim_connections(postgres_schema)
+        thief = other.claim("n1")  # a second n1 started while the first was cut off
+        assert thief is not None
+        with pytest.raises(ClaimLost, match="node 'n1'"):
+            engine.run(until=clock.now() + 3_000)
+        thief()
+    finally:
+        engine.close()
+        other.close()
