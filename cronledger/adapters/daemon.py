@@ -12,6 +12,7 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -129,10 +130,14 @@ def run_once(engine: Engine, wait_ms: int) -> None:
     try:
         _set_draining(engine, True)
         try:
+            checked = time.monotonic()
             while _active(engine, started) and engine.clock.now() < deadline:
                 if stop.wait(ONCE_POLL_S):
                     log.info("signal: no more waiting")
                     break
+                if time.monotonic() - checked >= engine.claim_check_s:
+                    checked = time.monotonic()
+                    engine.check_claims()  # a long wait: is the name still ours?
                 engine.tick(reconcile_only=True)  # record exits; fire nothing while waiting
         finally:
             _set_draining(engine, False)

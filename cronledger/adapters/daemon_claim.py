@@ -42,7 +42,10 @@ class Claim:
     def held(self) -> bool:
         if self._released:
             return False
-        return True if self._check is None else self._check()
+        if self._check is None or self._check():
+            return True
+        self._released = True  # lost for good: never taken back behind its holder's back
+        return False
 
 
 Claimer = Callable[[str], Claim | None]

@@ -535,10 +535,10 @@ class Engine:
             raise
         return own, others
 
-    def _check_claims(self) -> None:
+    def check_claims(self) -> None:
         """Still holding our claims? A PostgreSQL claim dies with its connection; `held()`
-        re-takes it where it can. Where another daemon took our name meanwhile, stop
-        (ClaimLost): that daemon owns its runs now. A borrowed claim lost is given up."""
+        re-takes it where it can. Where another daemon took our name meanwhile, raise
+        ClaimLost (stop: that daemon owns our runs now). A borrowed claim lost is given up."""
         self._claims_checked_at = time.monotonic()
         for key, claim in list(self._borrowed.items()):
             if not claim.held():
@@ -580,21 +580,32 @@ class Engine:
             self.start()
             gc.freeze()  # the state loaded at start-up is long-lived: keep it out of collections
             self._defer_started = True
-            with CycleCollector() as collector:
-                self._loop(until, drain_timeout_ms, collector)
-            self._flush_started()
-            if self._drain_recorded and self._snapshot.options.draining:
-                # The drain this loop recorded is over (or a second signal cut it short): undo
-                # it, or every other daemon on the ledger would stay held back. (Another
-                # daemon's drain is that daemon's to undo.)
-                options = evolve(self._snapshot.options, draining=False)
-                self.execute(ChangeOptions(options))
-                log.info("drain over: draining undone")
-            self._drain_recorded = False
+            try:
+                with CycleCollector() as collector:
+                    self._loop(until, drain_timeout_ms, collector)
+            except ClaimLost:  # the ledger works: record what this daemon owes it, then stop
+                try:
+                    self._wind_down()
+                except Exception:
+                    log.exception("stopping after the claim was lost: could not wind down")
+                raise
+            self._wind_down()
         finally:
             self._defer_started = False
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    def _wind_down(self) -> None:
+        """At the loop's end: the RunStarted facts not yet recorded, and the drain this loop
+        recorded undone (the drain is over, or a second signal or a lost claim cut it short),
+        or every other daemon on the ledger would stay held back. (Another daemon's drain is
+        that daemon's to undo.)"""
+        self._flush_started()
+        if self._drain_recorded and self._snapshot.options.draining:
+            options = evolve(self._snapshot.options, draining=False)
+            self.execute(ChangeOptions(options))
+            log.info("drain over: draining undone")
+        self._drain_recorded = False
 
     def _loop(self, until: int | None, drain_timeout_ms: int, collector: CycleCollector) -> None:
         drain_deadline: int | None = None
@@ -605,10 +616,10 @@ class Engine:
                 options = evolve(self._snapshot.options, draining=True)
                 self._drain_recorded = bool(self.execute(ChangeOptions(options)))
                 log.info("draining: %d active runs", self._snapshot.active)
+            if time.monotonic() - self._claims_checked_at >= self.claim_check_s:
+                self.check_claims()  # before a tick dispatches under a name no longer ours
             plan = self.tick()
             collector.between_ticks()  # cycles are collected here, never in the middle of a tick
-            if time.monotonic() - self._claims_checked_at >= self.claim_check_s:
-                self._check_claims()
             again = plan.summary.more_due or self._caught_up  # work left, or foreign facts
             self._caught_up = False
             if again:

@@ -448,13 +448,15 @@ def _schedule_of(snapshot: Snapshot, event: ev.Event) -> str | None:
 
 
 def _mentions(event: ev.Event, subject: str) -> bool:
-    """Does this fact create the subject (as a schedule, entry or run)?"""
+    """Does this fact create the subject (as a schedule, entry, run or manual trigger)?"""
     if isinstance(event, ev.ScheduleAdded):
         return event.spec.id == subject
     if isinstance(event, ev.FireRecorded | ev.EntryQueued):
         return event.entry_id == subject
     if isinstance(event, ev.RunAssigned):
         return event.run_id == subject
+    if isinstance(event, ev.TriggerRequested):
+        return event.request_id == subject
     return False
 
 

@@ -413,6 +413,12 @@ def test_under_json_an_error_is_a_json_document_on_stdout_too(seeded: Cli) -> No
         assert usage["type"] == "UsageError" and "--bogus" in usage["message"]
         after = error_of("explain", "nope", "--json", code=2)  # --json after the command too
         assert after["field"] == "RUN_ID|NAME|REQUEST_ID"
+        short = seeded("--js", "history", "--bogus")  # argparse's prefix of --json
+        assert json.loads(short.stdout)["error"]["type"] == "UsageError", shown(short)
+        bare = seeded("--json")
+        assert bare.returncode == 2 and json.loads(bare.stdout)["error"]["exit_code"] == 2
+        unreachable = error_of("--state-dir", "/proc/no-such-dir", "run", "--once", code=1)
+        assert unreachable["type"] == "FileNotFoundError"  # one line, no traceback
 
 
 # --- add, show, update, pause, resume, remove, trigger, submit -------------------------------

@@ -60,20 +60,22 @@ def test_a_daemon_claim_is_held_by_one_handle_until_released(
     assert first.claim("node-a") is not None
 
 
-def _drop_claim_connections(schema: str) -> int:
-    """Terminate the PostgreSQL sessions that hold this schema's daemon claims (as a dropped
-    connection or a restarted server would end them); how many."""
+def _drop_claim_connections(schema: str, key: str) -> int:
+    """Terminate the PostgreSQL sessions that hold the daemon claim `key` of this schema (as a
+    dropped connection or a restarted server would end them); how many."""
     import psycopg
 
+    from cronledger.adapters.daemon_claim import _digest
     from tests.integration.conftest import PG_DSN
 
+    number = int.from_bytes(_digest(f"cronledger:{schema}:{key}"), "big", signed=False)
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         pids = [
             pid
             for (pid,) in conn.execute(
-                "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database() "
-                "AND l.pid <> pg_backend_pid()"
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1",
+                (number >> 32, number & 0xFFFFFFFF),
             ).fetchall()
         ]
         for pid in pids:
@@ -90,15 +92,17 @@ def test_a_postgres_claim_whose_connection_dropped_is_taken_again_or_found_lost(
     try:
         claim = first.claim("node-a")
         assert claim is not None and claim.held()
-        assert _drop_claim_connections(postgres_schema) == 1
+        assert _drop_claim_connections(postgres_schema, "node-a") == 1
         assert claim.held(), "the lock died with its connection: held() takes it again"
         assert second.claim("node-a") is None, "and holds it: no one else gets the name"
 
-        assert _drop_claim_connections(postgres_schema) == 1
+        assert _drop_claim_connections(postgres_schema, "node-a") == 1
         thief = second.claim("node-a")  # another daemon takes the name in the gap
         assert thief is not None
         assert not claim.held(), "taken meanwhile: the claim is lost"
         thief()
+        assert not claim.held(), "lost for good: not taken back once the other lets go"
+        assert second.claim("node-a") is not None
     finally:
         first.close()
         second.close()
@@ -551,25 +555,32 @@ def test_a_daemon_whose_name_was_taken_while_its_connection_was_down_stops(
 ) -> None:
     from cronledger.adapters.clock import FakeClock
     from cronledger.adapters.engine import Engine
-    from cronledger.adapters.fake_runner import FakeRunner
+    from cronledger.adapters.fake_runner import FakeRunner, Script
+    from cronledger.domain.commands import SubmitTask
+    from cronledger.domain.values import Call
     from cronledger.errors import ClaimLost
 
     url = f"{PG_URL}?schema={postgres_schema}"
     clock = FakeClock()
-    engine = Engine(open_ledger(url), clock, FakeRunner(clock), node="n1")
+    engine = Engine(open_ledger(url), clock, FakeRunner(Script(60_000)), node="n1")
     other = open_ledger(url)
     try:
         engine.claim_check_s = 0.0  # check on every pass of the loop
+        engine.execute(SubmitTask(target=Call("work")))
         engine.claim()
-        _drop_claim_connections(postgres_schema)
+        assert _drop_claim_connections(postgres_schema, "n1") == 1
         engine.run(until=clock.now() + 3_000)  # the claim is taken again: it goes on
         assert other.claim("n1") is None, "still n1's"
+        assert engine.snapshot.active == 1, "its run goes on"
 
-        _drop_claim_connections(postgres_schema)
+        assert _drop_claim_connections(postgres_schema, "n1") == 1
         thief = other.claim("n1")  # a second n1 started while the first was cut off
         assert thief is not None
+        engine.drain()  # and the first was draining: its drain must not hold every daemon back
         with pytest.raises(ClaimLost, match="node 'n1'"):
             engine.run(until=clock.now() + 3_000)
+        engine.refresh()
+        assert engine.snapshot.options.draining is False, "the drain it recorded is undone"
         thief()
     finally:
         engine.close()

@@ -578,6 +578,11 @@ def test_a_subject_that_only_exists_after_at_says_so() -> None:
         _explain(w, f"{FIRST}#1", at=T0 + 30 * SECOND)
     assert caught.value.field == "at"
     assert "first appears at 2026-01-01T00:01:00Z" in caught.value.problem
+    w.do(cmd.TriggerSchedule("job"))  # a manual trigger explained before it was asked for
+    [request] = w.of(ev.TriggerRequested)
+    with pytest.raises(InvalidInput) as caught:
+        _explain(w, request.request_id, at=T0 + 30 * SECOND)
+    assert caught.value.field == "at" and "does not exist yet" in caught.value.problem
 
 
 def test_the_timeline_lists_every_fact_of_the_run_in_order() -> None:

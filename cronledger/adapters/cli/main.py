@@ -31,6 +31,7 @@ from cronledger.errors import (
 )
 
 Handler = Callable[[Context, argparse.Namespace], int]
+NO_COMMAND = "a COMMAND is required (see `cronledger --help`)"
 BAD_INPUT = (InvalidInput, UnknownSchedule, UnknownEntry, DuplicateSchedule, LedgerError)
 
 
@@ -207,10 +208,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = parser.commands.get(args.command_name or "", parser)
             where.error(f"unrecognized arguments: {' '.join(extra)}")
     except UsageError as error:
-        return _report_error(error, 2, as_json="--json" in words)
+        # (argparse takes an unambiguous prefix of a flag: `--js` is `--json`)
+        as_json = any(len(w) > 3 and "--json".startswith(w) for w in words)
+        return _report_error(error, 2, as_json=as_json)
     args.command = command
     if getattr(args, "handler", None) is None:
         _no_command(parser)
+        if args.json:
+            usage = {"type": "UsageError", "message": NO_COMMAND, "exit_code": 2}
+            emit_json({"ok": False, "error": usage})
         return 2
     ctx = Context.from_args(args)
     try:
@@ -222,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(ctx, error, 2)
     except CronledgerError as error:
         return _fail(ctx, error, 1)
+    except OSError as error:  # the machine said no: a state dir out of reach, a full disk
+        return _fail(ctx, error, 1)
     except KeyboardInterrupt:
         return 130
 
@@ -230,7 +238,7 @@ def _no_command(parser: Parser) -> None:
     """Like argparse for a missing argument: the usage, the commands and one error line."""
     sys.stderr.write(parser.format_usage())
     sys.stderr.write(f"commands: {', '.join(parser.commands)}\n")
-    sys.stderr.write("cronledger: error: a COMMAND is required (see `cronledger --help`)\n")
+    sys.stderr.write(f"cronledger: error: {NO_COMMAND}\n")
 
 
 def _fail(ctx: Context, error: Exception, code: int) -> int:
