@@ -38,6 +38,7 @@ from cronledger.errors import (
     LedgerConflict,
     LedgerCorrupted,
     LedgerError,
+    LedgerUnavailable,
     UnknownEntry,
     UnknownSchedule,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "LedgerConflict",
     "LedgerCorrupted",
     "LedgerError",
+    "LedgerUnavailable",
     "MisfirePolicy",
     "Options",
     "Retry",

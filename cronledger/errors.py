@@ -62,6 +62,11 @@ class LedgerError(CronledgerError):
     """The ledger cannot be opened, read or written."""
 
 
+class LedgerUnavailable(LedgerError):
+    """The ledger's database failed while in use, or its server could not be reached: an
+    operation that failed (exit 1), not bad input."""
+
+
 class LedgerConflict(LedgerError):
     """Another writer appended first: reload the state and decide again."""
 
@@ -103,6 +108,8 @@ class ClaimLost(DaemonRunning):
         CronledgerError.__init__(
             self,
             f"this daemon lost its claim as {who} on the ledger (its connection dropped) and "
-            "another daemon took the name meanwhile: stopping. The runs it started go on; the "
-            "daemon that holds the name now owns them",
+            "another daemon took the name meanwhile: stopping. The runs it started go on, and "
+            "that daemon adopted them when it started: from the same state dir it watches them; "
+            "from another one it cannot see them and recorded them lost (their retries may run "
+            "beside them)",
         )

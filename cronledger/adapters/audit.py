@@ -442,6 +442,7 @@ def run_json(record: RunRecord) -> Json:
         "signal": record.signal,
         "argv": list(record.argv),
         "call": record.call,
+        "node": record.node,
         "pid": record.pid,
         "fallback": record.fallback,
         "cancel_reason": record.cancel_reason,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -49,6 +50,7 @@ class Claim:
 
 
 Claimer = Callable[[str], Claim | None]
+log = logging.getLogger(__name__)
 
 _HELD: dict[int, tuple[object, set[str]]] = {}  # id(store) -> (the store, its claimed keys)
 _HELD_LOCK = threading.Lock()
@@ -144,7 +146,9 @@ def postgres_claimer(connect: Callable[[], Any], schema: str) -> Claimer:
             except Exception:  # the server is out of reach: nobody can take it now; ask later
                 return True
             if again is None:
+                log.error("the claim %r was lost with its connection, and is taken", key)
                 return False
+            log.warning("the claim %r was lost with its connection: taken again", key)
             holder[0] = again
             return True
 

@@ -56,7 +56,13 @@ from cronledger.adapters.daemon_claim import (
     postgres_claimer,
     sqlite_claimer,
 )
-from cronledger.errors import InvalidInput, LedgerConflict, LedgerCorrupted, LedgerError
+from cronledger.errors import (
+    InvalidInput,
+    LedgerConflict,
+    LedgerCorrupted,
+    LedgerError,
+    LedgerUnavailable,
+)
 
 if TYPE_CHECKING:
     from cronledger.domain.events import Event
@@ -301,7 +307,7 @@ class RecorderLedger:
             yield
         except self._db_errors as e:
             shown = redact_url(self.url)
-            raise LedgerError(f"cannot {action} ledger {shown}: {_one_line(e)}") from e
+            raise LedgerUnavailable(f"cannot {action} ledger {shown}: {_one_line(e)}") from e
 
 
 # --- opening ----------------------------------------------------------------------------------
@@ -608,7 +614,9 @@ def _open_postgres(url: str, codec: EventCodec) -> RecorderLedger:
     try:
         lock_conn = connect()
     except psycopg.Error as e:
-        raise LedgerError(
+        # out of reach is an operation that failed (exit 1); a refused login is the URL's
+        error = LedgerUnavailable if isinstance(e, psycopg.OperationalError) else LedgerError
+        raise error(
             f"cannot connect to ledger {shown}: {_one_line(e)} (is PostgreSQL running at "
             f"{host or 'the local socket'}:{port}, and do user {user!r} and database "
             f"{dbname!r} exist?)"
@@ -655,7 +663,9 @@ def _open_postgres(url: str, codec: EventCodec) -> RecorderLedger:
             if "permission denied" in str(e)
             else ""
         )
-        raise LedgerError(f"cannot open ledger {shown}: {_one_line(e)}{hint}") from e
+        # the server out of reach is an operation that failed; a refusal is the URL's
+        error = LedgerUnavailable if isinstance(e, psycopg.OperationalError) else LedgerError
+        raise error(f"cannot open ledger {shown}: {_one_line(e)}{hint}") from e
 
     datastore = factory.datastore
     query = SQL(

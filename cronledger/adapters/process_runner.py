@@ -1007,7 +1007,10 @@ class ProcessRunner:
             except FileNotFoundError:
                 error = NEVER_STARTED
                 if ledger_started:
-                    error = f"started, but its state file {base + _ST} is gone; its exit is unknown"
+                    error = (
+                        f"started, but there is no state file {base + _ST} (removed, or the run "
+                        "was started from another state dir); its exit is unknown"
+                    )
                 if not _tombstone(base, error):
                     continue  # created meanwhile: look again
                 self._tombstoned(run_id)

@@ -1322,7 +1322,7 @@ def _outcome_story(parts: _Parts, record: _Entry, run: _Run, tag: str = "") -> N
     if run.outcome is None:
         return
     outcome = run.outcome[1]
-    parts.inputs.append((f"outcome{tag}", _outcome_text(outcome)))
+    parts.inputs.append((f"outcome{tag}", _outcome_text(run, outcome)))
     parts.sentences.append(_outcome_sentence(run, outcome, _max_attempts(run.view, record)))
     if run.retry is not None:
         retry = run.retry[1]
@@ -1362,13 +1362,29 @@ def _cancel_sentence(run: _Run) -> str:
     return f"It was cancelled at {_ts(fact.at)} ({fact.reason}); a cancelled run is not retried."
 
 
-def _outcome_text(outcome: Outcome) -> str:
+RECORDED_LATE_MS = 5000  # an end recorded this much after the process ended says both
+
+
+def _ended(run: _Run, outcome: ev.RunSucceeded | ev.RunFailed) -> str:
+    """When the process ended (its start plus its measured duration: a run adopted after a
+    restart may have ended long before the restarted daemon recorded it), and the recording
+    instant too where they differ by RECORDED_LATE_MS or more."""
+    start = run.started[1].at if run.started is not None else run.assigned.at
+    end = min(outcome.at, start + outcome.duration_ms)
+    if outcome.at - end < RECORDED_LATE_MS:
+        return _ts(outcome.at)
+    return f"{_ts(end)} (recorded at {_ts(outcome.at)})"
+
+
+def _outcome_text(run: _Run, outcome: Outcome) -> str:
     if isinstance(outcome, ev.RunSucceeded):
-        return f"succeeded at {_ts(outcome.at)}, exit code 0, after {_dur(outcome.duration_ms)}"
+        return (
+            f"succeeded at {_ended(run, outcome)}, exit code 0, after {_dur(outcome.duration_ms)}"
+        )
     if isinstance(outcome, ev.RunLost):
         return f"lost at {_ts(outcome.at)}: {outcome.detail or 'no detail'}"
     return (
-        f"failed at {_ts(outcome.at)}, reason {outcome.reason}, {_exit(outcome)}, "
+        f"failed at {_ended(run, outcome)}, reason {outcome.reason}, {_exit(outcome)}, "
         f"after {_dur(outcome.duration_ms)}"
     )
 
@@ -1376,7 +1392,7 @@ def _outcome_text(outcome: Outcome) -> str:
 def _outcome_sentence(run: _Run, outcome: Outcome, max_attempts: int) -> str:
     if isinstance(outcome, ev.RunSucceeded):
         return (
-            f"It succeeded at {_ts(outcome.at)} with exit code 0 after "
+            f"It succeeded at {_ended(run, outcome)} with exit code 0 after "
             f"{_dur(outcome.duration_ms)}; the entry is complete (§8)."
         )
     tail = _retry_tail(outcome.final, run.assigned.attempt, max_attempts)
@@ -1391,8 +1407,8 @@ def _outcome_sentence(run: _Run, outcome: Outcome, max_attempts: int) -> str:
     last = f'; stderr ends "{stderr[-1][:200]}"' if stderr else ""
     if outcome.reason == "cancelled":
         return (
-            f"Its process ended at {_ts(outcome.at)} ({_exit(outcome)}) and was recorded as "
-            f"cancelled, never retried{last}."
+            f"Its process ended at {_ended(run, outcome)} ({_exit(outcome)}) and was recorded "
+            f"as cancelled, never retried{last}."
         )
     how = {
         "timeout": "timed out",
@@ -1400,7 +1416,7 @@ def _outcome_sentence(run: _Run, outcome: Outcome, max_attempts: int) -> str:
         "exit": "failed",
     }.get(outcome.reason, f"failed ({outcome.reason})")
     return (
-        f"It {how} at {_ts(outcome.at)} with {shown}{error} after "
+        f"It {how} at {_ended(run, outcome)} with {shown}{error} after "
         f"{_dur(outcome.duration_ms)}{last}{tail}"
     )
 
@@ -1417,7 +1433,7 @@ def _attempt_summary(run: _Run) -> str:
     fact = run.assigned
     if run.outcome is None:
         return f"Attempt {fact.attempt} (run {fact.run_id}) was dispatched at {_ts(fact.at)}."
-    text = f"Attempt {fact.attempt} (run {fact.run_id}) {_outcome_text(run.outcome[1])}"
+    text = f"Attempt {fact.attempt} (run {fact.run_id}) {_outcome_text(run, run.outcome[1])}"
     if run.retry is not None:
         text += f"; attempt {run.retry[1].attempt} was planned not before "
         text += f"{_ts(run.retry[1].not_before)} (§8 Retry)"

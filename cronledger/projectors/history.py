@@ -22,6 +22,7 @@ class RunRecord:
     assigned_at: int
     argv: tuple[str, ...]
     call: str | None
+    node: str | None = None  # the daemon that dispatched it (None: the unnamed one)
     started_at: int | None = None
     pid: int | None = None
     fallback: bool = False
@@ -94,6 +95,7 @@ def apply(h: History, e: ev.Event) -> History:
             assigned_at=e.at,
             argv=e.argv,
             call=e.call,
+            node=e.node,
         )
         return evolve(h, runs=h.runs.set(e.run_id, record), count=h.count + 1)
     if isinstance(e, ev.RunStarted):

@@ -419,6 +419,11 @@ def test_under_json_an_error_is_a_json_document_on_stdout_too(seeded: Cli) -> No
         assert bare.returncode == 2 and json.loads(bare.stdout)["error"]["exit_code"] == 2
         unreachable = error_of("--state-dir", "/proc/no-such-dir", "run", "--once", code=1)
         assert unreachable["type"] == "FileNotFoundError"  # one line, no traceback
+    down = cronledger(  # a server that is down: the operation failed (1), the input is fine
+        "--json", "--ledger", "postgresql://postgres@127.0.0.1:9/test", "status", cwd=seeded.cwd
+    )
+    assert down.returncode == 1, shown(down)
+    assert json.loads(down.stdout)["error"]["type"] == "LedgerUnavailable"
 
 
 # --- add, show, update, pause, resume, remove, trigger, submit -------------------------------
@@ -487,7 +492,7 @@ def test_add_cron_with_every_policy_flag_and_show_reflects_them(cli: Cli, tmp_pa
     assert shown_json["recent_runs"] == []
     fires = shown_json["next_fires"]
     assert len(fires) == 5
-    assert all(re.fullmatch(r".*T02:30:00-0[45]:00", f["local"]) for f in fires), fires
+    assert all(re.fullmatch(r".*T02:30:00\.000-0[45]:00", f["local"]) for f in fires), fires
     assert "schedule full" in text and "queue_one" in text and "next 5 fire times" in text
 
 

@@ -331,6 +331,24 @@ def test_a_manual_trigger_that_made_no_entry_is_explained_by_its_request_id() ->
     assert ran.kind == "entry"
 
 
+def test_a_run_whose_end_was_recorded_late_says_when_it_ended_and_when_it_was_recorded() -> None:
+    """A run adopted after a restart: the process ended long before the daemon recorded it."""
+    w = World(Script(2 * SECOND))
+    task = _submit(w, "work")
+    w.tick()  # dispatched and started at T0
+    w.clock.advance(10 * MINUTE)  # no daemon watched: the next tick is ten minutes later
+    w.tick()
+    x = _explain(w, f"{task}#1")
+    assert (
+        "It succeeded at 2026-01-01T00:00:02Z (recorded at 2026-01-01T00:10:00Z) with exit "
+        "code 0 after 2 s" in _text(x)
+    )
+    on_time = World(Script(2 * SECOND))
+    task = _submit(on_time, "work")
+    on_time.run_until(T0 + 5 * SECOND)
+    assert "recorded at" not in _text(_explain(on_time, f"{task}#1"))
+
+
 def test_a_manual_trigger_dropped_with_its_schedule_says_so() -> None:
     w = World()
     w.add(spec("job"))

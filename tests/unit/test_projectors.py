@@ -59,8 +59,9 @@ def test_task_status_and_history_follow_each_run() -> None:
 def test_history_ends_a_run_when_its_process_ended_not_when_the_end_was_recorded() -> None:
     """A run adopted after a restart ended during the outage: its duration says when."""
     assigned = ev.RunAssigned(
-        at=T0, run_id="t#1", entry_id="t", attempt=1, argv=("true",), call=None, deadline=None
-    )
+        at=T0, run_id="t#1", entry_id="t", attempt=1, argv=("true",), call=None, deadline=None,
+        node="n1",
+    )  # fmt: skip
     started = ev.RunStarted(at=T0 + SECOND, run_id="t#1", pid=7, fallback=False)
     recorded = T0 + 10 * MINUTE  # the daemon came back ten minutes later
     ended = ev.RunSucceeded(
@@ -74,3 +75,4 @@ def test_history_ends_a_run_when_its_process_ended_not_when_the_end_was_recorded
     runs = history.project([assigned, started, ended, lost_assigned, lost]).runs
     assert (runs["t#1"].finished_at, runs["t#1"].recorded_at) == (T0 + 3 * SECOND, recorded)
     assert (runs["u#1"].finished_at, runs["u#1"].recorded_at) == (recorded, recorded)
+    assert (runs["t#1"].node, runs["u#1"].node) == ("n1", None)  # the daemon that ran it

@@ -11,7 +11,7 @@ from cronledger.adapters.clock import SystemClock
 from cronledger.adapters.daemon import default_state_dir
 from cronledger.adapters.engine import Engine
 from cronledger.adapters.ledger import Ledger, open_ledger
-from cronledger.errors import InvalidInput, LedgerError
+from cronledger.errors import InvalidInput, LedgerError, LedgerUnavailable
 
 DEFAULT_LEDGER = "sqlite:///cronledger.db"
 
@@ -43,6 +43,8 @@ class Context:
             )
         try:
             return open_ledger(self.ledger_url)
+        except LedgerUnavailable:  # the server is down, not the flag wrong
+            raise
         except LedgerError as error:  # its text says what to fix; name the flag that gave it
             raise InvalidInput("--ledger", str(error)) from error
 

@@ -26,6 +26,7 @@ from cronledger.errors import (
     InvalidInput,
     LedgerCorrupted,
     LedgerError,
+    LedgerUnavailable,
     UnknownEntry,
     UnknownSchedule,
 )
@@ -222,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(ctx, args)
         return code
-    except LedgerCorrupted as error:  # the ledger's fault, not the command line's
+    except (LedgerCorrupted, LedgerUnavailable) as error:  # the ledger's, not the command line's
         return _fail(ctx, error, 1)
     except BAD_INPUT as error:
         return _fail(ctx, error, 2)

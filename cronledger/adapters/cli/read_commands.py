@@ -99,7 +99,10 @@ def show(ctx: Context, args: argparse.Namespace) -> int:
         ledger.close()
     zone = _zone(state)
     fires = upcoming_fires(state, 5)
-    local = [datetime.fromtimestamp(t / 1000, ZoneInfo(zone)).isoformat() for t in fires]
+    local = [  # the schedule's wall clock, with its offset, to the ms like every instant
+        datetime.fromtimestamp(t / 1000, ZoneInfo(zone)).isoformat(timespec="milliseconds")
+        for t in fires
+    ]
     if ctx.json:
         o.emit_json(
             {
