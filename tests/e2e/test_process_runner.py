@@ -649,7 +649,7 @@ def test_adopt_reports_lost_for_a_started_run_whose_files_are_gone(harness: Harn
 
     exit = harness.exit()
 
-    assert exit.kind is ExitKind.LOST and "gone" in exit.error
+    assert exit.kind is ExitKind.LOST and "no state file" in exit.error
 
 
 def test_adopt_reports_lost_when_the_supervisor_was_killed_and_stops_the_orphaned_job(
