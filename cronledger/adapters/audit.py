@@ -39,7 +39,7 @@ from cronledger.domain.state import EMPTY, ActiveRun, Counters, Entry, ScheduleS
 from cronledger.domain.triggers import At, Cron, Every, Trigger, describe
 from cronledger.domain.values import Call, Command, Options, Retry, ScheduleSpec, Target
 from cronledger.domain.verify import VerifyReport, verify
-from cronledger.errors import InvalidInput, UnknownSchedule
+from cronledger.errors import InvalidInput, LedgerError, UnknownSchedule
 from cronledger.projectors import history as history_projector
 from cronledger.projectors.history import RunRecord
 from cronledger.projectors.snapshot import apply_all
@@ -525,3 +525,21 @@ def output_json(output: RunOutput) -> Json:
         "stdout_file": output.stdout_file,
         "stderr_file": output.stderr_file,
     }
+
+
+def daemons(ledger: Ledger, snapshot: Snapshot) -> list[tuple[str | None, bool | None]]:
+    """Which daemons run on the ledger: the unnamed one and each node with active runs, each
+    (node, running), running None where it cannot be told. A daemon holds its claim while it
+    runs, so a claim this process can take (and lets go of at once) means none runs."""
+    nodes = sorted({r.node for r in snapshot.runs.values() if r.node is not None})
+    found: list[tuple[str | None, bool | None]] = []
+    for node in [None, *nodes]:
+        try:
+            claim = ledger.claim(node or "")
+        except (OSError, LedgerError):  # e.g. a read-only directory for the lock file
+            found.append((node, None))
+            continue
+        if claim is not None:
+            claim()
+        found.append((node, claim is None))
+    return found

@@ -1543,14 +1543,18 @@ def test_a_second_daemon_under_the_same_name_is_refused_and_records_nothing(
         named = cli("run", "--once", "-q", "--node", "n2")  # another name may run beside it
         assert named.returncode == 0, shown(named)
         assert not any(t == "RunLost" for _, t, _ in cli.rows() or []), "the live run is kept"
-        table = cli.ok("status").split("active runs\n", 1)[-1]
+        text = cli.ok("status")
+        table = text.split("active runs\n", 1)[-1]
         assert re.search(r"run\W+node\W+started", table), table  # the node column
         assert re.search(r"task-1#1\W+-\W", table), table  # "-": started by the unnamed one
+        assert re.search(r"daemons\W+unnamed running\s", text), text
+        assert cli.json("status")["daemons"] == [{"node": None, "running": True}]
     finally:
         first.send_signal(signal.SIGTERM)  # drains: waits for the job, then undoes draining
         first.wait(timeout=30)
     assert [r["outcome"] for r in cli.json("history")["runs"]] == ["succeeded"]
     assert cli.json("status")["health"]["draining"] is False
+    assert cli.json("status")["daemons"] == [{"node": None, "running": False}]
     assert cli.ok("verify").startswith("verify OK")
 
 

@@ -244,3 +244,24 @@ def test_explain_subject_delegates_to_the_domain(ledger: Ledger) -> None:
     assert (now.subject, now.kind, now.decision) == ("every5", "schedule", "fired")
     then = audit.explain_subject(ledger, "every5", at=T0 + 5 * MINUTE)
     assert then.at is not None and then.at <= T0 + 5 * MINUTE
+
+
+def test_daemons_says_which_daemon_holds_its_claim(tmp_path: Path) -> None:
+    """`status` lists the unnamed daemon and each node with active runs, running or not."""
+    from cronledger.adapters.clock import FakeClock
+    from cronledger.adapters.engine import Engine
+    from cronledger.adapters.fake_runner import FakeRunner
+    from cronledger.adapters.fake_runner import Script as Lasting
+    from cronledger.domain.commands import SubmitTask
+
+    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    engine = Engine(ledger, FakeClock(T0), FakeRunner(Lasting(60_000)), node="n1")
+    try:
+        engine.execute(SubmitTask(target=Call("work")))
+        engine.tick()  # a run of n1, from an engine that only ticks: it claims nothing
+        assert audit.daemons(ledger, engine.snapshot) == [(None, False), ("n1", False)]
+        engine.claim()  # as a running daemon does
+        assert audit.daemons(ledger, engine.snapshot) == [(None, False), ("n1", True)]
+        assert ledger.claim("n1") is None, "still held: probing let go of nothing it did not take"
+    finally:
+        engine.close()

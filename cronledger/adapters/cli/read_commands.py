@@ -34,6 +34,14 @@ def target_text(target: Target) -> str:
     return " ".join(target.argv)
 
 
+def _daemons_text(daemons: list[tuple[str | None, bool | None]]) -> str:
+    """'unnamed running, node n1 not running' (the nodes with active runs)."""
+    words = {True: "running", False: "not running", None: "unknown"}
+    return ", ".join(
+        f"{'node ' + node if node else 'unnamed'} {words[running]}" for node, running in daemons
+    )
+
+
 def _status(state: ScheduleState) -> str:
     if state.complete:
         return "complete"
@@ -171,7 +179,12 @@ def _runs_table(title: str, runs: list[RunRecord]) -> None:
 
 
 def status(ctx: Context, args: argparse.Namespace) -> int:
-    snapshot = current_state(ctx)
+    ledger = ctx.open()
+    try:
+        snapshot = audit.state_at(ledger)[0]
+        daemons = audit.daemons(ledger, snapshot)
+    finally:
+        ledger.close()
     now = ctx.now()
     h = health(snapshot, now)
     entries = sorted(snapshot.entries.values(), key=lambda e: e.ready_key)
@@ -184,6 +197,7 @@ def status(ctx: Context, args: argparse.Namespace) -> int:
                 **audit.instant_json("last_tick_at", snapshot.counters.last_tick_at),
                 "queue": [audit.entry_json(e) for e in entries],
                 "runs": [audit.active_run_json(r) for r in runs],
+                "daemons": [{"node": node, "running": running} for node, running in daemons],
             }
         )
         return 0
@@ -199,6 +213,7 @@ def status(ctx: Context, args: argparse.Namespace) -> int:
             ("scheduler lag", o.duration(h.lag_ms)),
             ("last tick", o.ago(now, snapshot.counters.last_tick_at)),
             ("draining", h.draining),
+            ("daemons", _daemons_text(daemons)),
         ],
     )
     if runs:
