@@ -528,18 +528,15 @@ def output_json(output: RunOutput) -> Json:
 
 
 def daemons(ledger: Ledger, snapshot: Snapshot) -> list[tuple[str | None, bool | None]]:
-    """Which daemons run on the ledger: the unnamed one and each node with active runs, each
-    (node, running), running None where it cannot be told. A daemon holds its claim while it
-    runs, so a claim this process can take (and lets go of at once) means none runs."""
+    """Which identities a running daemon answers for: the unnamed one and each node with
+    active runs, each (node, running), running None where it cannot be told. A daemon holds
+    its name's claim while it runs (and the claims of the identities whose runs it adopted);
+    the probe takes nothing."""
     nodes = sorted({r.node for r in snapshot.runs.values() if r.node is not None})
     found: list[tuple[str | None, bool | None]] = []
     for node in [None, *nodes]:
         try:
-            claim = ledger.claim(node or "")
-        except (OSError, LedgerError):  # e.g. a read-only directory for the lock file
+            found.append((node, ledger.claimed(node or "")))
+        except (OSError, LedgerError):  # e.g. a lock file this user may not open
             found.append((node, None))
-            continue
-        if claim is not None:
-            claim()
-        found.append((node, claim is None))
     return found

@@ -128,7 +128,7 @@ def run_once(engine: Engine, wait_ms: int) -> None:
     stop = threading.Event()
     previous = _catch_signals(stop)
     try:
-        _set_draining(engine, True)
+        engine.set_draining(True)
         try:
             checked = time.monotonic()
             while _active(engine, started) and engine.clock.now() < deadline:
@@ -140,7 +140,7 @@ def run_once(engine: Engine, wait_ms: int) -> None:
                     engine.check_claims()  # a long wait: is the name still ours?
                 engine.tick(reconcile_only=True)  # record exits; fire nothing while waiting
         finally:
-            _set_draining(engine, False)
+            engine.set_draining(False)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -164,10 +164,6 @@ def _catch_signals(stop: threading.Event) -> dict[int, Any]:
 def _active(engine: Engine, run_ids: set[str]) -> int:
     runs = engine.snapshot.runs
     return sum(run_id in runs for run_id in run_ids)
-
-
-def _set_draining(engine: Engine, draining: bool) -> None:
-    engine.execute(ChangeOptions(attrs.evolve(engine.snapshot.options, draining=draining)))
 
 
 def _log_start(engine: Engine, settings: Settings) -> None:

@@ -50,6 +50,7 @@ class Claim:
 
 
 Claimer = Callable[[str], Claim | None]
+Prober = Callable[[str], bool]  # is claim `key` held (by any process)? nothing is taken
 log = logging.getLogger(__name__)
 
 _HELD: dict[int, tuple[object, set[str]]] = {}  # id(store) -> (the store, its claimed keys)
@@ -83,11 +84,22 @@ def memory_claimer(store: object) -> Claimer:
     return claim
 
 
+def memory_prober(store: object) -> Prober:
+    """Whether an engine of this process holds claim `key` on `store`."""
+
+    def claimed(key: str) -> bool:
+        with _HELD_LOCK:
+            entry = _HELD.get(id(store))
+            return entry is not None and entry[0] is store and key in entry[1]
+
+    return claimed
+
+
 def sqlite_claimer(path: str) -> Claimer:
     """Claims as flocks on `PATH.daemon-DIGEST.lock` files beside the ledger file."""
 
     def claim(key: str) -> Claim | None:
-        lock_path = f"{path}.daemon-{_digest(key).hex()}.lock"
+        lock_path = _lock_path(path, key)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -105,6 +117,55 @@ def sqlite_claimer(path: str) -> Claimer:
         return Claim(release)
 
     return claim
+
+
+def _lock_path(path: str, key: str) -> str:
+    return f"{path}.daemon-{_digest(key).hex()}.lock"
+
+
+def sqlite_prober(path: str) -> Prober:
+    """Whether a daemon holds claim `key` beside the SQLite file at `path`: its lock file is
+    flocked. The file is opened read-only and never created (a probe leaves nothing behind,
+    owned by whoever ran it), and a shared lock is tried for an instant."""
+
+    def claimed(key: str) -> bool:
+        try:
+            fd = os.open(_lock_path(path, key), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False  # no daemon ever ran under that name here
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # (closing lets go of the shared lock, if it was taken)
+        return False
+
+    return claimed
+
+
+def _lock_number(schema: str, key: str) -> int:
+    return int.from_bytes(_digest(f"cronledger:{schema}:{key}"), "big", signed=True)
+
+
+def postgres_prober(connect: Callable[[], Any], schema: str) -> Prober:
+    """Whether a session holds claim `key`, from `pg_locks` (nothing is taken)."""
+
+    def claimed(key: str) -> bool:
+        number = _lock_number(schema, key) & 0xFFFFFFFFFFFFFFFF
+        conn = connect()
+        try:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1)",
+                (number >> 32, number & 0xFFFFFFFF),
+            ).fetchone()
+        finally:
+            conn.close()
+        return bool(row and row[0])
+
+    return claimed
 
 
 def postgres_claimer(connect: Callable[[], Any], schema: str) -> Claimer:
@@ -125,7 +186,7 @@ def postgres_claimer(connect: Callable[[], Any], schema: str) -> Claimer:
         return conn
 
     def claim(key: str) -> Claim | None:
-        number = int.from_bytes(_digest(f"cronledger:{schema}:{key}"), "big", signed=True)
+        number = _lock_number(schema, key)
         conn = take(number)
         if conn is None:
             return None

@@ -227,6 +227,18 @@ class Engine:
             self.wake()
         return events
 
+    def set_draining(self, draining: bool) -> tuple[ev.Event, ...]:
+        """Record draining on or off, changing nothing else: the options it is applied to are
+        those in force when the fact is appended (decided again on a conflict), so another
+        daemon's options recorded meanwhile are never reverted."""
+
+        def decide(snapshot: Snapshot) -> tuple[list[ev.Event], Snapshot]:
+            options = evolve(snapshot.options, draining=draining)
+            facts = list(handle(snapshot, ChangeOptions(options), self.clock.now()))
+            return facts, apply_all(snapshot, facts)
+
+        return self._append(decide)
+
     def submit(
         self,
         target: Target,
@@ -472,8 +484,7 @@ class Engine:
         if self.ledger.position() != self._snapshot.position:
             self.refresh()  # (a later start(): what others recorded since decides the adoption)
         if self._snapshot.options.draining:
-            options = evolve(self._snapshot.options, draining=False)
-            self.execute(ChangeOptions(options))
+            self.set_draining(False)
         if self.runner is not None and self._snapshot.runs:
             now = self.clock.now()
             own, others = self._runs_to_adopt()
@@ -602,8 +613,7 @@ class Engine:
         that daemon's to undo.)"""
         self._flush_started()
         if self._drain_recorded and self._snapshot.options.draining:
-            options = evolve(self._snapshot.options, draining=False)
-            self.execute(ChangeOptions(options))
+            self.set_draining(False)
             log.info("drain over: draining undone")
         self._drain_recorded = False
 
@@ -613,8 +623,7 @@ class Engine:
             if self._drain_requested and drain_deadline is None:
                 # recorded before the next tick plans: no dispatch follows a drain request
                 drain_deadline = self.clock.now() + drain_timeout_ms
-                options = evolve(self._snapshot.options, draining=True)
-                self._drain_recorded = bool(self.execute(ChangeOptions(options)))
+                self._drain_recorded = bool(self.set_draining(True))
                 log.info("draining: %d active runs", self._snapshot.active)
             if time.monotonic() - self._claims_checked_at >= self.claim_check_s:
                 self.check_claims()  # before a tick dispatches under a name no longer ours

@@ -31,6 +31,11 @@ class Ledger(Protocol):
         holds it. `Claim.held()` checks it still is (`daemon_claim.py`)."""
         ...
 
+    def claimed(self, key: str) -> bool:
+        """Whether a running daemon holds the claim `key` (its own name, or one it borrowed for
+        runs it adopted); nothing is taken, so probing never disturbs a daemon."""
+        ...
+
     def position(self) -> int:
         """Number of events stored (0 = empty): the position of the last one."""
         ...

@@ -52,9 +52,13 @@ from cronledger.adapters.codec import Decoder, EventCodec, default_codec
 from cronledger.adapters.daemon_claim import (
     Claim,
     Claimer,
+    Prober,
     memory_claimer,
+    memory_prober,
     postgres_claimer,
+    postgres_prober,
     sqlite_claimer,
+    sqlite_prober,
 )
 from cronledger.errors import (
     InvalidInput,
@@ -97,9 +101,11 @@ class RecorderLedger:
         db_errors: tuple[type[Exception], ...] = (),
         snapshots_in_version_order: bool = True,
         claimer: Claimer | None = None,
+        prober: Prober | None = None,
     ) -> None:
         self.url = url
         self._claimer = claimer or memory_claimer(events)
+        self._prober = prober or memory_prober(events)
         self.events_recorder = events
         self.snapshots_recorder = snapshots
         self.codec = codec
@@ -118,6 +124,11 @@ class RecorderLedger:
         None while another daemon holds it."""
         with self._guard("claim a daemon name on"):
             return self._claimer(key)
+
+    def claimed(self, key: str) -> bool:
+        """Whether a daemon (of any process) holds the claim `key`; nothing is taken."""
+        with self._guard("look up a daemon name on"):
+            return self._prober(key)
 
     def position(self) -> int:
         with self._guard("read the position of"):
@@ -300,14 +311,20 @@ class RecorderLedger:
 
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:
-        """Database errors become one-line LedgerErrors naming the ledger (cause kept)."""
+        """Database errors become one-line errors naming the ledger (cause kept): a database
+        that failed in use is LedgerUnavailable; one without our tables is not a ledger."""
         if self._closed:
             raise LedgerError(f"cannot {action} ledger {redact_url(self.url)}: it is closed")
         try:
             yield
         except self._db_errors as e:
             shown = redact_url(self.url)
-            raise LedgerUnavailable(f"cannot {action} ledger {shown}: {_one_line(e)}") from e
+            text = _one_line(e)
+            if "no such table" in text or "no such column" in text:
+                raise LedgerError(
+                    f"cannot {action} ledger {shown}: {text} (is it a cronledger ledger?)"
+                ) from e
+            raise LedgerUnavailable(f"cannot {action} ledger {shown}: {text}") from e
 
 
 # --- opening ----------------------------------------------------------------------------------
@@ -460,6 +477,7 @@ def _open_sqlite(url: str, codec: EventCodec) -> RecorderLedger:
         append_rows=writer.append,
         close=close,
         claimer=sqlite_claimer(os.path.abspath(path)),
+        prober=sqlite_prober(os.path.abspath(path)),
     )
 
 
@@ -614,9 +632,7 @@ def _open_postgres(url: str, codec: EventCodec) -> RecorderLedger:
     try:
         lock_conn = connect()
     except psycopg.Error as e:
-        # out of reach is an operation that failed (exit 1); a refused login is the URL's
-        error = LedgerUnavailable if isinstance(e, psycopg.OperationalError) else LedgerError
-        raise error(
+        raise _connect_error(e)(
             f"cannot connect to ledger {shown}: {_one_line(e)} (is PostgreSQL running at "
             f"{host or 'the local socket'}:{port}, and do user {user!r} and database "
             f"{dbname!r} exist?)"
@@ -663,9 +679,7 @@ def _open_postgres(url: str, codec: EventCodec) -> RecorderLedger:
             if "permission denied" in str(e)
             else ""
         )
-        # the server out of reach is an operation that failed; a refusal is the URL's
-        error = LedgerUnavailable if isinstance(e, psycopg.OperationalError) else LedgerError
-        raise error(f"cannot open ledger {shown}: {_one_line(e)}{hint}") from e
+        raise _connect_error(e)(f"cannot open ledger {shown}: {_one_line(e)}{hint}") from e
 
     datastore = factory.datastore
     query = SQL(
@@ -692,6 +706,7 @@ def _open_postgres(url: str, codec: EventCodec) -> RecorderLedger:
         close=factory.close,
         db_errors=(psycopg.Error,),
         claimer=postgres_claimer(connect, schema),
+        prober=postgres_prober(connect, schema),
     )
 
 
@@ -718,3 +733,18 @@ def redact_url(url: str) -> str:
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _connect_error(e: Exception) -> type[LedgerError]:
+    """A PostgreSQL connection that failed: the server out of reach (it never answered, or
+    is starting, stopping or full) is an operation that failed, LedgerUnavailable; a refusal
+    (no such database or role, a bad password: libpq reports the server's FATAL without an
+    SQLSTATE) is the URL's, LedgerError."""
+    state = getattr(e, "sqlstate", None)
+    if state is not None:
+        return LedgerUnavailable if state.startswith(("08", "53", "57P")) else LedgerError
+    text = str(e)
+    if "FATAL:" not in text:
+        return LedgerUnavailable
+    busy = ("the database system is", "too many connections", "remaining connection slots")
+    return LedgerUnavailable if any(b in text for b in busy) else LedgerError

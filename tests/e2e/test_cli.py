@@ -426,6 +426,20 @@ def test_under_json_an_error_is_a_json_document_on_stdout_too(seeded: Cli) -> No
     assert json.loads(down.stdout)["error"]["type"] == "LedgerUnavailable"
 
 
+@pytest.mark.postgres
+def test_a_postgres_database_that_does_not_exist_is_bad_input_not_a_server_down(
+    tmp_path: Path,
+) -> None:
+    from tests.integration.conftest import require_postgres
+
+    require_postgres()
+    url = "postgresql://postgres@127.0.0.1:5432/no_such_database_here"
+    done = cronledger("--json", "--ledger", url, "status", cwd=tmp_path)
+    assert done.returncode == 2, shown(done)  # the URL is wrong: the server answered
+    error = json.loads(done.stdout)["error"]
+    assert error["field"] == "--ledger" and "does not exist" in error["problem"]
+
+
 # --- add, show, update, pause, resume, remove, trigger, submit -------------------------------
 
 

@@ -259,9 +259,11 @@ def test_daemons_says_which_daemon_holds_its_claim(tmp_path: Path) -> None:
     try:
         engine.execute(SubmitTask(target=Call("work")))
         engine.tick()  # a run of n1, from an engine that only ticks: it claims nothing
+        files = set(tmp_path.iterdir())
         assert audit.daemons(ledger, engine.snapshot) == [(None, False), ("n1", False)]
+        assert set(tmp_path.iterdir()) == files, "the probe created no lock file"
         engine.claim()  # as a running daemon does
         assert audit.daemons(ledger, engine.snapshot) == [(None, False), ("n1", True)]
-        assert ledger.claim("n1") is None, "still held: probing let go of nothing it did not take"
+        assert ledger.claim("n1") is None, "still held: the probe took and let go of nothing"
     finally:
         engine.close()

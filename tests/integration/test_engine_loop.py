@@ -196,6 +196,19 @@ def test_a_drain_ended_by_a_second_signal_is_undone_too_so_other_nodes_go_on() -
     assert len(_facts(other, ev.RunAssigned)) == 2, "another engine dispatches at once"
 
 
+def test_undoing_a_drain_never_reverts_options_another_daemon_recorded_meanwhile() -> None:
+    clock = FakeClock(T0)
+    ledger = open_ledger("memory://")
+    draining = Engine(ledger, clock, FakeRunner(), node="a")
+    assert draining.set_draining(True)
+    other = Engine(ledger, clock, FakeRunner(), node="b")  # e.g. a daemon started with --config
+    other.execute(cmd.ChangeOptions(evolve(other.snapshot.options, max_workers=4, draining=False)))
+    assert draining.snapshot.options.draining, "its view is stale"
+    assert draining.set_draining(False) == (), "nothing to undo any more: nothing recorded"
+    assert draining.snapshot.options.max_workers == 4, "the other daemon's option stands"
+    assert draining.set_draining(True)[0].changed == ("draining",)  # type: ignore[attr-defined]
+
+
 def test_a_restart_records_what_ended_meanwhile_before_judging_a_fire_by_it() -> None:
     clock = FakeClock(T0)
     url = f"memory://restart-{time.monotonic_ns()}"

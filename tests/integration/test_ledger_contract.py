@@ -43,8 +43,11 @@ def test_a_daemon_claim_is_held_by_one_handle_until_released(
     make_ledger: Callable[[], Ledger],
 ) -> None:
     first, second = make_ledger(), make_ledger()
+    assert not second.claimed(""), "no daemon yet"
     release = first.claim("")
     assert release is not None
+    assert second.claimed("") and first.claimed(""), "a probe sees it from any handle"
+    assert second.claimed(""), "and probing took nothing: it is still held"
     assert second.claim("") is None, "the unnamed daemon's claim is taken"
     assert first.claim("") is None, "even by the same handle: one daemon per name"
     named = second.claim("node-a")
@@ -53,6 +56,7 @@ def test_a_daemon_claim_is_held_by_one_handle_until_released(
     assert release.held() and named.held()
     release()
     assert not release.held(), "released: no longer ours"
+    assert not second.claimed("") and second.claimed("node-a")
     again = second.claim("")
     assert again is not None, "released: the next daemon takes it"
     again()
