@@ -420,7 +420,7 @@ class Scheduler:
                 fields[key] = value
             else:
                 raise InvalidInput(key, "is not an engine option", "use one of " + ", ".join(names))
-        self._execute(cmd.ChangeOptions(attrs.evolve(self.snapshot.options, **fields)))
+        self.engine.change_options(lambda options: attrs.evolve(options, **fields))
         return self.snapshot.options
 
     # --- the loop ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from cronledger.adapters.engine import Engine
 from cronledger.adapters.ledger import Ledger, open_ledger
 from cronledger.adapters.process_runner import ProcessRunner
 from cronledger.adapters.runner import Runners
-from cronledger.domain.commands import ChangeOptions, StartRun
+from cronledger.domain.commands import StartRun
 from cronledger.domain.instants import iso
 from cronledger.domain.values import Options
 
@@ -93,11 +93,13 @@ def serve(ledger: Ledger, settings: Settings) -> int:
         engine.close()
         raise
     try:
-        current = engine.snapshot.options
-        base = Options(draining=current.draining) if settings.options_file else current
-        options = options_from_mapping(dict(settings.options), base)
-        if options != current:
-            engine.execute(ChangeOptions(options))
+
+        def configured(current: Options) -> Options:
+            """The flags (or the whole --config table) over the options in force then."""
+            base = Options(draining=current.draining) if settings.options_file else current
+            return options_from_mapping(dict(settings.options), base)
+
+        engine.change_options(configured)
         _log_start(engine, settings)
         if settings.once:
             run_once(engine, settings.drain_timeout_ms)
@@ -128,7 +130,7 @@ def run_once(engine: Engine, wait_ms: int) -> None:
     stop = threading.Event()
     previous = _catch_signals(stop)
     try:
-        engine.set_draining(True)
+        recorded = bool(engine.set_draining(True))  # (another daemon's drain is not ours)
         try:
             checked = time.monotonic()
             while _active(engine, started) and engine.clock.now() < deadline:
@@ -140,7 +142,8 @@ def run_once(engine: Engine, wait_ms: int) -> None:
                     engine.check_claims()  # a long wait: is the name still ours?
                 engine.tick(reconcile_only=True)  # record exits; fire nothing while waiting
         finally:
-            engine.set_draining(False)
+            if recorded:
+                engine.set_draining(False)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -46,7 +46,7 @@ from cronledger.domain.health import Health, health
 from cronledger.domain.reconcile import bound_exits
 from cronledger.domain.state import EMPTY, ActiveRun, Snapshot
 from cronledger.domain.tick import TickPlan, next_wake, plan_tick
-from cronledger.domain.values import RunExit, Target
+from cronledger.domain.values import Options, RunExit, Target
 from cronledger.errors import ClaimLost, DaemonRunning, InvalidInput, LedgerConflict
 from cronledger.projectors.snapshot import apply_all
 
@@ -88,6 +88,7 @@ SignalHandler = Callable[[int, FrameType | None], object] | int | None
 
 
 CLAIM_WAIT_S = 3.0  # how long start() waits for a node name another daemon is releasing
+BORROW_TRIES = 3  # attempts at another identity's claim at start-up (see _borrow)
 CLAIM_CHECK_S = 5.0  # how often run() checks its claims are still held (a dropped connection)
 
 
@@ -227,17 +228,21 @@ class Engine:
             self.wake()
         return events
 
-    def set_draining(self, draining: bool) -> tuple[ev.Event, ...]:
-        """Record draining on or off, changing nothing else: the options it is applied to are
-        those in force when the fact is appended (decided again on a conflict), so another
-        daemon's options recorded meanwhile are never reverted."""
+    def change_options(self, change: Callable[[Options], Options]) -> tuple[ev.Event, ...]:
+        """Record `change(options in force)`: applied to the options in force when the fact is
+        appended (decided again on a conflict), so options another daemon recorded meanwhile
+        are never reverted by a change that did not touch them."""
 
         def decide(snapshot: Snapshot) -> tuple[list[ev.Event], Snapshot]:
-            options = evolve(snapshot.options, draining=draining)
-            facts = list(handle(snapshot, ChangeOptions(options), self.clock.now()))
+            command = ChangeOptions(change(snapshot.options))
+            facts = list(handle(snapshot, command, self.clock.now()))
             return facts, apply_all(snapshot, facts)
 
         return self._append(decide)
+
+    def set_draining(self, draining: bool) -> tuple[ev.Event, ...]:
+        """Record draining on or off, changing nothing else (`change_options`)."""
+        return self.change_options(lambda options: evolve(options, draining=draining))
 
     def submit(
         self,
@@ -533,7 +538,7 @@ class Engine:
                     continue
                 release = None
                 if self.node is None or node is None:
-                    release = self.ledger.claim(key)
+                    release = self._borrow(key)
                 if release is None:
                     others += [r.run_id for r in runs]
                 else:
@@ -545,6 +550,17 @@ class Engine:
                 self._borrowed.pop(key)()
             raise
         return own, others
+
+    def _borrow(self, key: str) -> Claim | None:
+        """Another identity's claim, tried a few times over ~50 ms: a probe (`status`) holds
+        a shared lock on it for an instant."""
+        for attempt in range(BORROW_TRIES):
+            if attempt:
+                time.sleep(0.025)
+            claim = self.ledger.claim(key)
+            if claim is not None:
+                return claim
+        return None
 
     def check_claims(self) -> None:
         """Still holding our claims? A PostgreSQL claim dies with its connection; `held()`

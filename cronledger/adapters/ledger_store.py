@@ -320,7 +320,8 @@ class RecorderLedger:
         except self._db_errors as e:
             shown = redact_url(self.url)
             text = _one_line(e)
-            if "no such table" in text or "no such column" in text:
+            state = getattr(e, "sqlstate", None) or getattr(e.__cause__, "sqlstate", None)
+            if "no such table" in text or "no such column" in text or state in _NOT_OURS:
                 raise LedgerError(
                     f"cannot {action} ledger {shown}: {text} (is it a cronledger ledger?)"
                 ) from e
@@ -735,16 +736,31 @@ def _one_line(error: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+_NOT_OURS: Final = ("42P01", "42703")  # undefined table, undefined column (PostgreSQL)
+
+
 def _connect_error(e: Exception) -> type[LedgerError]:
-    """A PostgreSQL connection that failed: the server out of reach (it never answered, or
-    is starting, stopping or full) is an operation that failed, LedgerUnavailable; a refusal
-    (no such database or role, a bad password: libpq reports the server's FATAL without an
-    SQLSTATE) is the URL's, LedgerError."""
-    state = getattr(e, "sqlstate", None)
-    if state is not None:
-        return LedgerUnavailable if state.startswith(("08", "53", "57P")) else LedgerError
+    """A PostgreSQL ledger that could not be opened: the server out of reach (it never
+    answered, or is starting, stopping, full or cutting connections) is an operation that
+    failed, LedgerUnavailable; a refusal (no such database or role, a bad password, missing
+    privileges) is the URL's, LedgerError. By the SQLSTATE where there is one (eventsourcing
+    wraps the driver's error: its cause has it), else by the server's words (libpq reports a
+    refused connection without an SQLSTATE)."""
+    for error in (e, e.__cause__, e.__context__):
+        state = getattr(error, "sqlstate", None)
+        if state:
+            return LedgerUnavailable if state.startswith(("08", "53", "57")) else LedgerError
     text = str(e)
+    if "permission denied" in text:
+        return LedgerError
     if "FATAL:" not in text:
         return LedgerUnavailable
-    busy = ("the database system is", "too many connections", "remaining connection slots")
+    busy = (
+        "the database system is",
+        "too many clients",
+        "too many connections",
+        "remaining connection slots",
+        "terminating connection",
+        "canceling authentication",
+    )
     return LedgerUnavailable if any(b in text for b in busy) else LedgerError

@@ -207,6 +207,29 @@ def test_undoing_a_drain_never_reverts_options_another_daemon_recorded_meanwhile
     assert draining.set_draining(False) == (), "nothing to undo any more: nothing recorded"
     assert draining.snapshot.options.max_workers == 4, "the other daemon's option stands"
     assert draining.set_draining(True)[0].changed == ("draining",)  # type: ignore[attr-defined]
+    # a daemon started with --max-workers alone, from a view older than another's change:
+    other.execute(cmd.ChangeOptions(evolve(other.snapshot.options, batch_size=7)))
+    draining.change_options(lambda options: evolve(options, max_workers=8))
+    assert (draining.snapshot.options.max_workers, draining.snapshot.options.batch_size) == (8, 7)
+
+
+def test_run_once_leaves_a_drain_another_daemon_recorded_meanwhile_in_force() -> None:
+    from cronledger.adapters.daemon import run_once
+
+    ledger = open_ledger("memory://")
+    engine = Engine(ledger, SystemClock(), FakeRunner(Script(50)))
+    other = Engine(ledger, SystemClock(), FakeRunner(), node="b")
+    engine.submit(Command(("x",)))
+
+    def drain_once(event: ev.Event) -> None:  # another daemon drains right after the start
+        if isinstance(event, ev.RunStarted) and not other.snapshot.options.draining:
+            other.set_draining(True)
+
+    engine.subscribe(drain_once)
+    run_once(engine, 5_000)
+    other.refresh()
+    assert other.snapshot.options.draining, "run --once undid a drain that was not its own"
+    assert len(_facts(other, ev.RunSucceeded)) == 1
 
 
 def test_a_restart_records_what_ended_meanwhile_before_judging_a_fire_by_it() -> None:
