@@ -161,7 +161,7 @@ def plan_apply(
         target = attrs.evolve(options, draining=snapshot.options.draining)
         options_changed = changed_fields(snapshot.options, target)
         if options_changed:
-            out.append(ChangeOptions(target))
+            out.append(ChangeOptions(target, keep_draining=True))
     for _, _, _, commands in changes:
         out.extend(commands)
     return ApplyPlan(tuple(c for _, _, c, _ in changes), tuple(out), options_changed)

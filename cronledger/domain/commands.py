@@ -72,7 +72,12 @@ class CancelEntry:
 
 @attrs.frozen
 class ChangeOptions:
+    """Set the engine options. `keep_draining`: leave draining as it is in force when the
+    command is handled (a schedules file never changes it; a drain recorded after the file
+    was planned stays)."""
+
     options: Options
+    keep_draining: bool = False
 
 
 UserCommand = (

@@ -137,11 +137,14 @@ def handle(snapshot: Snapshot, command: cmd.UserCommand, now: int) -> Events:
         return (ev.EntryCancelled(at=now, entry_id=entry.id, reason=command.reason),)
 
     if isinstance(command, cmd.ChangeOptions):
-        validate_options(command.options)
-        changed = changed_fields(snapshot.options, command.options)
+        options = command.options
+        if command.keep_draining:
+            options = evolve(options, draining=snapshot.options.draining)
+        validate_options(options)
+        changed = changed_fields(snapshot.options, options)
         if not changed:
             return ()
-        return (ev.OptionsChanged(at=now, options=command.options, changed=changed),)
+        return (ev.OptionsChanged(at=now, options=options, changed=changed),)
 
     raise InvalidInput("command", f"{command!r} is not a command", "see cronledger.commands")
 

@@ -316,9 +316,14 @@ def test_options_change_first_and_never_touch_draining() -> None:
     file = load({}, options={"max_workers": 3})
     plan = file.plan(draining, T0)
     assert plan.options_changed == ("max_workers",)
-    assert plan.commands == (cmd.ChangeOptions(Options(max_workers=3, draining=True)),)
+    assert plan.commands == (
+        cmd.ChangeOptions(Options(max_workers=3, draining=True), keep_draining=True),
+    )
     assert file.plan(execute(draining, plan, T0), T0).empty
     assert load({}, options={}).plan(EMPTY, T0).empty
+    # planned before a daemon drained, appended after: the drain in force stays
+    changed = execute(draining, file.plan(EMPTY, T0), T0).options
+    assert (changed.max_workers, changed.draining) == (3, True)
 
 
 def test_changes_and_commands_come_in_a_fixed_order() -> None:
