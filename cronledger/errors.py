@@ -89,11 +89,12 @@ class LedgerCorrupted(LedgerError):
 class DaemonRunning(CronledgerError):
     """Another daemon runs on this ledger under the same node name (or unnamed)."""
 
-    def __init__(self, node: str | None) -> None:
+    def __init__(self, node: str | None, message: str | None = None) -> None:
         self.node = node
         who = f"as node {node!r}" if node else "unnamed (without --node)"
         super().__init__(
-            f"another daemon is running on this ledger {who}: stop it first, or give each "
+            message
+            or f"another daemon is running on this ledger {who}: stop it first, or give each "
             "daemon its own name with --node NAME (Engine(node=...), cronledger.open(node=...))"
         )
 
@@ -103,10 +104,9 @@ class ClaimLost(DaemonRunning):
     and another daemon took the name meanwhile: this one stops."""
 
     def __init__(self, node: str | None) -> None:
-        self.node = node
         who = f"node {node!r}" if node else "the unnamed daemon"
-        CronledgerError.__init__(
-            self,
+        super().__init__(
+            node,
             f"this daemon lost its claim as {who} on the ledger (its connection dropped) and "
             "another daemon took the name meanwhile: stopping. The runs it started go on, and "
             "that daemon adopted them when it started: from the same state dir it watches them; "

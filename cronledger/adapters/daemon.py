@@ -12,7 +12,6 @@ import argparse
 import logging
 import signal
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -132,14 +131,11 @@ def run_once(engine: Engine, wait_ms: int) -> None:
     try:
         recorded = bool(engine.set_draining(True))  # (another daemon's drain is not ours)
         try:
-            checked = time.monotonic()
             while _active(engine, started) and engine.clock.now() < deadline:
                 if stop.wait(ONCE_POLL_S):
                     log.info("signal: no more waiting")
                     break
-                if time.monotonic() - checked >= engine.claim_check_s:
-                    checked = time.monotonic()
-                    engine.check_claims()  # a long wait: is the name still ours?
+                engine.check_claims(if_due=True)  # a long wait: is the name still ours?
                 engine.tick(reconcile_only=True)  # record exits; fire nothing while waiting
         finally:
             if recorded:

@@ -132,7 +132,7 @@ class Engine:
         self._claim: Claim | None = None  # this node name's, from start() to close()
         self._held: set[str] = set()  # active runs this engine's runner holds (started, adopted)
         self._borrowed: dict[str, Claim] = {}  # claims held for adopted runs
-        self._claims_checked_at = 0.0  # time.monotonic() of the last check in run()
+        self._claims_checked_at = 0.0  # time.monotonic() of the last check_claims()
         self._snapshot: Snapshot = catch_up(ledger, load_snapshot(ledger) or EMPTY)
         # Runs our runner was told to stop; those being cancelled at start-up are `adopt`'s.
         self._cancels_sent = {r.run_id for r in self._snapshot.runs.values() if r.cancelling}
@@ -562,11 +562,15 @@ class Engine:
                 return claim
         return None
 
-    def check_claims(self) -> None:
-        """Still holding our claims? A PostgreSQL claim dies with its connection; `held()`
-        re-takes it where it can. Where another daemon took our name meanwhile, raise
-        ClaimLost (stop: that daemon owns our runs now). A borrowed claim lost is given up."""
-        self._claims_checked_at = time.monotonic()
+    def check_claims(self, *, if_due: bool = False) -> None:
+        """Still holding our claims (`if_due`: only when `claim_check_s` has passed since the
+        last check)? A PostgreSQL claim dies with its connection; `held()` re-takes it where
+        it can. Where another daemon took our name meanwhile, raise ClaimLost (stop: that
+        daemon owns our runs now). A borrowed claim lost is given up."""
+        now = time.monotonic()
+        if if_due and now - self._claims_checked_at < self.claim_check_s:
+            return
+        self._claims_checked_at = now
         for key, claim in list(self._borrowed.items()):
             if not claim.held():
                 del self._borrowed[key]
@@ -641,8 +645,7 @@ class Engine:
                 drain_deadline = self.clock.now() + drain_timeout_ms
                 self._drain_recorded = bool(self.set_draining(True))
                 log.info("draining: %d active runs", self._snapshot.active)
-            if time.monotonic() - self._claims_checked_at >= self.claim_check_s:
-                self.check_claims()  # before a tick dispatches under a name no longer ours
+            self.check_claims(if_due=True)  # before a tick dispatches under a name no longer ours
             plan = self.tick()
             collector.between_ticks()  # cycles are collected here, never in the middle of a tick
             again = plan.summary.more_due or self._caught_up  # work left, or foreign facts

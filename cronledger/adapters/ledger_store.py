@@ -320,8 +320,7 @@ class RecorderLedger:
         except self._db_errors as e:
             shown = redact_url(self.url)
             text = _one_line(e)
-            state = getattr(e, "sqlstate", None) or getattr(e.__cause__, "sqlstate", None)
-            if "no such table" in text or "no such column" in text or state in _NOT_OURS:
+            if "no such table" in text or "no such column" in text or _sqlstate(e) in _NOT_OURS:
                 raise LedgerError(
                     f"cannot {action} ledger {shown}: {text} (is it a cronledger ledger?)"
                 ) from e
@@ -739,6 +738,17 @@ def _one_line(error: BaseException) -> str:
 _NOT_OURS: Final = ("42P01", "42703")  # undefined table, undefined column (PostgreSQL)
 
 
+def _sqlstate(e: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE of a database error, or of the driver's error eventsourcing
+    wrapped in it; None where there is none (SQLite, or a connection that never got an
+    answer)."""
+    for error in (e, e.__cause__, e.__context__):
+        state = getattr(error, "sqlstate", None)
+        if state:
+            return str(state)
+    return None
+
+
 def _connect_error(e: Exception) -> type[LedgerError]:
     """A PostgreSQL ledger that could not be opened: the server out of reach (it never
     answered, or is starting, stopping, full or cutting connections) is an operation that
@@ -746,10 +756,9 @@ def _connect_error(e: Exception) -> type[LedgerError]:
     privileges) is the URL's, LedgerError. By the SQLSTATE where there is one (eventsourcing
     wraps the driver's error: its cause has it), else by the server's words (libpq reports a
     refused connection without an SQLSTATE)."""
-    for error in (e, e.__cause__, e.__context__):
-        state = getattr(error, "sqlstate", None)
-        if state:
-            return LedgerUnavailable if state.startswith(("08", "53", "57")) else LedgerError
+    state = _sqlstate(e)
+    if state is not None:
+        return LedgerUnavailable if state.startswith(("08", "53", "57")) else LedgerError
     text = str(e)
     if "permission denied" in text:
         return LedgerError

@@ -51,7 +51,7 @@ from cronledger.domain.commands import (
 from cronledger.domain.instants import iso
 from cronledger.domain.jitter import due_at
 from cronledger.domain.state import ScheduleState, Snapshot
-from cronledger.domain.triggers import At, Every, Trigger, next_fire_after
+from cronledger.domain.triggers import At, Every, Trigger, anchored, next_fire_after
 from cronledger.domain.validation import changed_fields
 from cronledger.domain.values import Options, ScheduleSpec
 from cronledger.errors import InvalidInput
@@ -171,18 +171,14 @@ def plan_apply(
 
 
 def _anchored(spec: ScheduleSpec, old: ScheduleState | None, now: int) -> ScheduleSpec:
-    """An unanchored `every`: keep the stored anchor for the same interval, else anchor at now."""
+    """An `every` the file gave no anchor, anchored as the handlers anchor one (`anchored`):
+    the stored anchor for the same interval, else `now`."""
     trigger = spec.trigger
     if not isinstance(trigger, Every):
         return spec
     stored = old.spec.trigger if old is not None else None
-    if isinstance(stored, Every) and stored.interval_ms == trigger.interval_ms:
-        anchor = stored.anchor_ms
-    else:
-        anchor = now
-    if anchor == trigger.anchor_ms:
-        return spec
-    return attrs.evolve(spec, trigger=Every(trigger.interval_ms, anchor))
+    kept = anchored(Every(trigger.interval_ms), now, stored)
+    return spec if kept == trigger else attrs.evolve(spec, trigger=kept)
 
 
 def _add(

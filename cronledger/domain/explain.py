@@ -25,6 +25,7 @@ from cronledger.domain.dispatch import plan_ready_dispatch
 from cronledger.domain.hours import Window, window_contains
 from cronledger.domain.instants import iso
 from cronledger.domain.jitter import jitter_ms
+from cronledger.domain.reconcile import ended_at
 from cronledger.domain.state import EMPTY, Entry, EntryStatus, ScheduleState, Snapshot
 from cronledger.domain.triggers import At, describe
 from cronledger.domain.values import (
@@ -1366,11 +1367,10 @@ RECORDED_LATE_MS = 5000  # an end recorded this much after the process ended say
 
 
 def _ended(run: _Run, outcome: ev.RunSucceeded | ev.RunFailed) -> str:
-    """When the process ended (its start plus its measured duration: a run adopted after a
-    restart may have ended long before the restarted daemon recorded it), and the recording
-    instant too where they differ by RECORDED_LATE_MS or more."""
-    start = run.started[1].at if run.started is not None else run.assigned.at
-    end = min(outcome.at, start + outcome.duration_ms)
+    """When the process ended (`ended_at`), and the recording instant too where they differ
+    by RECORDED_LATE_MS or more."""
+    started = run.started[1].at if run.started is not None else None
+    end = ended_at(started, run.assigned.at, outcome.duration_ms, outcome.at)
     if outcome.at - end < RECORDED_LATE_MS:
         return _ts(outcome.at)
     return f"{_ts(end)} (recorded at {_ts(outcome.at)})"

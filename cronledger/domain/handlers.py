@@ -11,7 +11,7 @@ from cronledger.domain import ids
 from cronledger.domain.evolve import evolve
 from cronledger.domain.jitter import due_at
 from cronledger.domain.state import EntryStatus, ScheduleState, Snapshot
-from cronledger.domain.triggers import Every, Trigger, anchored, next_fire_after
+from cronledger.domain.triggers import Trigger, anchored, next_fire_after
 from cronledger.domain.validation import (
     changed_fields,
     validate_options,
@@ -37,14 +37,9 @@ def _next(schedule_id: str, trigger: Trigger, jitter: int, after: int) -> tuple[
 
 
 def _with_anchor(spec: ScheduleSpec, old: Trigger | None, now: int) -> ScheduleSpec:
-    """An `Every` given without an anchor: the stored one where the interval is unchanged,
-    else the registration instant (SEMANTICS §1)."""
-    trigger = spec.trigger
-    if not isinstance(trigger, Every) or trigger.anchor_ms is not None:
-        return spec
-    if isinstance(old, Every) and old.interval_ms == trigger.interval_ms:
-        return evolve(spec, trigger=old)
-    return evolve(spec, trigger=anchored(trigger, now))
+    """`spec` with its trigger `anchored` (an `Every` given without an anchor)."""
+    trigger = anchored(spec.trigger, now, old)
+    return spec if trigger is spec.trigger else evolve(spec, trigger=trigger)
 
 
 def handle(snapshot: Snapshot, command: cmd.UserCommand, now: int) -> Events:

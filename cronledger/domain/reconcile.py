@@ -111,6 +111,14 @@ def _release_waiting(snapshot: Snapshot, entry: Entry, now: int) -> list[ev.Even
 RULES = 2
 
 
+def ended_at(started_at: int | None, assigned_at: int, duration_ms: int, recorded_at: int) -> int:
+    """When a run's process ended: its start (the assignment where no start was recorded) plus
+    the duration `reconcile_exit` measured, at most when its outcome was recorded (a run
+    adopted after a restart may have ended long before the restarted daemon recorded it)."""
+    start = started_at if started_at is not None else assigned_at
+    return min(recorded_at, start + duration_ms)
+
+
 def reconcile_exit(
     snapshot: Snapshot, exit: RunExit, now: int, rules: int = RULES
 ) -> list[ev.Event]:

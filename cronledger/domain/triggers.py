@@ -159,9 +159,13 @@ def validate_trigger(trigger: Trigger, *, now_ms: int) -> None:
         )
 
 
-def anchored(trigger: Trigger, now_ms: int) -> Trigger:
-    """An `Every` without an anchor, anchored at `now_ms` (its registration instant)."""
+def anchored(trigger: Trigger, now_ms: int, stored: Trigger | None = None) -> Trigger:
+    """An `Every` without an anchor: the `stored` trigger where it is an `Every` of the same
+    interval (re-registering keeps the alignment), else anchored at `now_ms`, its registration
+    instant (SEMANTICS §1). Any other trigger as it is."""
     if isinstance(trigger, Every) and trigger.anchor_ms is None:
+        if isinstance(stored, Every) and stored.interval_ms == trigger.interval_ms:
+            return stored
         return Every(trigger.interval_ms, now_ms)
     return trigger
 

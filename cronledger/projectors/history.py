@@ -9,6 +9,7 @@ from immutables import Map
 
 from cronledger.domain import events as ev
 from cronledger.domain.evolve import evolve
+from cronledger.domain.reconcile import ended_at
 
 
 @attrs.frozen(kw_only=True)
@@ -67,14 +68,12 @@ def _finish(h: History, run_id: str, **changes: object) -> History:
 
 
 def _ended(h: History, e: ev.RunSucceeded | ev.RunFailed) -> dict[str, object]:
-    """The end of a run with a duration: its start plus the duration, as the engine measured it
-    (an adopted run may have ended long before a restarted daemon recorded it), and the
-    recording instant."""
+    """When the process ended (`ended_at`) and when that was recorded."""
     record = h.runs.get(e.run_id)
     if record is None:
         return {}
-    start = record.started_at if record.started_at is not None else record.assigned_at
-    return {"finished_at": min(e.at, start + e.duration_ms), "recorded_at": e.at}
+    end = ended_at(record.started_at, record.assigned_at, e.duration_ms, e.at)
+    return {"finished_at": end, "recorded_at": e.at}
 
 
 def apply(h: History, e: ev.Event) -> History:

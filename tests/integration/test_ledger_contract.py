@@ -69,10 +69,10 @@ def _drop_claim_connections(schema: str, key: str) -> int:
     dropped connection or a restarted server would end them); how many."""
     import psycopg
 
-    from cronledger.adapters.daemon_claim import _digest
+    from cronledger.adapters.daemon_claim import _lock_number
     from tests.integration.conftest import PG_DSN
 
-    number = int.from_bytes(_digest(f"cronledger:{schema}:{key}"), "big", signed=False)
+    number = _lock_number(schema, key) & 0xFFFFFFFFFFFFFFFF  # as pg_locks shows it, unsigned
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         pids = [
             pid

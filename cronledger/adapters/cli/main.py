@@ -32,7 +32,6 @@ from cronledger.errors import (
 )
 
 Handler = Callable[[Context, argparse.Namespace], int]
-NO_COMMAND = "a COMMAND is required (see `cronledger --help`)"
 BAD_INPUT = (InvalidInput, UnknownSchedule, UnknownEntry, DuplicateSchedule, LedgerError)
 
 
@@ -214,11 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report_error(error, 2, as_json=as_json)
     args.command = command
     if getattr(args, "handler", None) is None:
-        _no_command(parser)
-        if args.json:
-            usage = {"type": "UsageError", "message": NO_COMMAND, "exit_code": 2}
-            emit_json({"ok": False, "error": usage})
-        return 2
+        return _no_command(parser, as_json=args.json)
     ctx = Context.from_args(args)
     try:
         code: int = args.handler(ctx, args)
@@ -235,11 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _no_command(parser: Parser) -> None:
+def _no_command(parser: Parser, *, as_json: bool) -> int:
     """Like argparse for a missing argument: the usage, the commands and one error line."""
     sys.stderr.write(parser.format_usage())
     sys.stderr.write(f"commands: {', '.join(parser.commands)}\n")
-    sys.stderr.write(f"cronledger: error: {NO_COMMAND}\n")
+    missing = UsageError("a COMMAND is required (see `cronledger --help`)")
+    return _report_error(missing, 2, as_json=as_json)
 
 
 def _fail(ctx: Context, error: Exception, code: int) -> int:
