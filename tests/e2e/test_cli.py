@@ -1224,6 +1224,10 @@ def test_verify_catches_a_tampered_ledger(
     assert report["ok"] is False
     assert report["divergence"]["position"] == position
     assert report["divergence"]["tick_position"] < position
+    # the error object every failing --json command carries, and the line on stderr
+    assert report["error"]["type"] == "Diverged" and report["error"]["exit_code"] == 1
+    assert f"ledger position {position} " in report["error"]["message"]
+    assert as_json.stderr.startswith("verify FAILED at ledger position"), shown(as_json)
 
 
 def test_verify_of_a_ledger_with_an_undecodable_fact_fails_with_exit_1(cli: Cli) -> None:
@@ -1242,6 +1246,9 @@ def test_verify_of_a_ledger_with_an_undecodable_fact_fails_with_exit_1(cli: Cli)
     report = json.loads(as_json.stdout)
     assert report["ok"] is False and report["corrupted"]["position"] == 2
     assert "not valid JSON" in report["corrupted"]["problem"]
+    assert report["error"]["type"] == "LedgerCorrupted" and report["error"]["exit_code"] == 1
+    assert report["error"]["message"].startswith("verify FAILED: ledger position 2:")
+    assert as_json.stderr.startswith("verify FAILED: ledger position 2:"), shown(as_json)
 
 
 def test_run_once_then_logs_while_the_run_files_exist(cli: Cli) -> None:

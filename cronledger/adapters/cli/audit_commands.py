@@ -115,33 +115,45 @@ def verify(ctx: Context, args: argparse.Namespace) -> int:
         finally:
             ledger.close()
     except LedgerCorrupted as error:  # a failed verification too (exit 1), not bad usage
+        message = f"verify FAILED: {error}"
+        o.err().print(message, markup=False)
         if ctx.json:
             o.emit_json(
-                {"ok": False, "corrupted": {"position": error.position, "problem": error.problem}}
+                {
+                    "ok": False,
+                    "corrupted": {"position": error.position, "problem": error.problem},
+                    "error": _verify_error("LedgerCorrupted", message),
+                }
             )
-        else:
-            o.err().print(f"verify FAILED: {error}", markup=False)
         return 1
-    if ctx.json:
-        o.emit_json(audit.verify_json(report))
-        return 0 if report.ok else 1
     if report.ok:
-        o.line(
-            f"verify OK: {report.events} facts, {report.ticks} ticks; every recorded decision "
-            "follows from its recorded inputs"
-        )
+        if ctx.json:
+            o.emit_json(audit.verify_json(report))
+        else:
+            o.line(
+                f"verify OK: {report.events} facts, {report.ticks} ticks; every recorded "
+                "decision follows from its recorded inputs"
+            )
         return 0
     d = report.divergence
     assert d is not None
-    o.err().print(
+    message = (
         f"verify FAILED at ledger position {d.position} (tick {d.tick}, which starts at "
         f"position {d.tick_position}): the recorded fact differs from what re-planning the "
-        "tick from its recorded inputs gives",
-        markup=False,
+        "tick from its recorded inputs gives"
     )
+    o.err().print(message, markup=False)
+    if ctx.json:
+        o.emit_json({**audit.verify_json(report), "error": _verify_error("Diverged", message)})
+        return 1
     o.err().print(f"  recorded:   {d.recorded!r}", markup=False)
     o.err().print(f"  re-planned: {d.replanned!r}", markup=False)
     return 1
+
+
+def _verify_error(kind: str, message: str) -> dict[str, object]:
+    """The `error` object every failing --json command carries (see main._report_error)."""
+    return {"type": kind, "message": message, "exit_code": 1}
 
 
 def simulate_command(ctx: Context, args: argparse.Namespace) -> int:
