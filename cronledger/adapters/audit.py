@@ -20,6 +20,7 @@ so the cut never splits a tick's batch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -528,13 +529,15 @@ def output_json(output: RunOutput) -> Json:
 
 
 def daemons(ledger: Ledger, snapshot: Snapshot) -> list[tuple[str | None, bool | None]]:
-    """Which identities a running daemon answers for: the unnamed one and each node with
-    active runs, each (node, running), running None where it cannot be told. A daemon holds
-    its name's claim while it runs (and the claims of the identities whose runs it adopted);
-    the probe takes nothing."""
-    nodes = sorted({r.node for r in snapshot.runs.values() if r.node is not None})
+    """Which identities a running daemon answers for: the unnamed one, each node with active
+    runs and each named daemon running, each (node, running), running None where it cannot be
+    told. A daemon holds its name's claim while it runs (and the claims of the identities whose
+    runs it adopted); the probes take nothing."""
+    nodes = {r.node for r in snapshot.runs.values() if r.node is not None}
+    with contextlib.suppress(OSError, LedgerError):  # e.g. a directory this user may not list
+        nodes.update(key for key in ledger.claimants() if key)
     found: list[tuple[str | None, bool | None]] = []
-    for node in [None, *nodes]:
+    for node in [None, *sorted(nodes)]:
         try:
             found.append((node, ledger.claimed(node or "")))
         except (OSError, LedgerError):  # e.g. a lock file this user may not open

@@ -22,6 +22,7 @@ import os
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, unquote
 
 
 class Claim:
@@ -51,6 +52,7 @@ class Claim:
 
 Claimer = Callable[[str], Claim | None]
 Prober = Callable[[str], bool]  # is claim `key` held (by any process)? nothing is taken
+Lister = Callable[[], list[str]]  # the keys of the claims held now; nothing is taken
 log = logging.getLogger(__name__)
 
 _HELD: dict[int, tuple[object, set[str]]] = {}  # id(store) -> (the store, its claimed keys)
@@ -93,6 +95,17 @@ def memory_prober(store: object) -> Prober:
             return entry is not None and entry[0] is store and key in entry[1]
 
     return claimed
+
+
+def memory_lister(store: object) -> Lister:
+    """The claims engines of this process hold on `store`."""
+
+    def held() -> list[str]:
+        with _HELD_LOCK:
+            entry = _HELD.get(id(store))
+            return sorted(entry[1]) if entry is not None and entry[0] is store else []
+
+    return held
 
 
 def sqlite_claimer(path: str) -> Claimer:
@@ -144,6 +157,43 @@ def sqlite_prober(path: str) -> Prober:
     return claimed
 
 
+def sqlite_lister(path: str) -> Lister:
+    """The claims held beside the SQLite file at `path`: its lock files that are flocked, each
+    named by the key its holder wrote in it (checked against the file's name)."""
+    folder, base = os.path.split(path)
+    prefix, suffix = base + ".daemon-", ".lock"
+
+    def held() -> list[str]:
+        keys: list[str] = []
+        for name in sorted(os.listdir(folder or ".")):
+            if not (name.startswith(prefix) and name.endswith(suffix)):
+                continue
+            try:
+                fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue  # gone meanwhile, or not ours to read
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    continue  # not held
+                except BlockingIOError:
+                    pass
+                # "PID KEY\n", written by the holder just after it took the lock
+                _, _, key = os.read(fd, 4096).decode(errors="replace").partition(" ")
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            key = key[:-1] if key.endswith("\n") else ""  # (empty: still being written)
+            if key and _lock_path(path, key) == os.path.join(folder, name):
+                keys.append(key)
+            elif _lock_path(path, "") == os.path.join(folder, name):
+                keys.append("")
+        return sorted(keys)
+
+    return held
+
+
 def _lock_number(schema: str, key: str) -> int:
     return int.from_bytes(_digest(f"cronledger:{schema}:{key}"), "big", signed=True)
 
@@ -168,15 +218,55 @@ def postgres_prober(connect: Callable[[], Any], schema: str) -> Prober:
     return claimed
 
 
+_APP_PREFIX = "cronledger claim "
+
+
+def _app_name(key: str) -> str:
+    """A claim connection's `application_name`: the key percent-encoded (PostgreSQL keeps
+    printable ASCII only), cut to the server's 63 bytes (a longer one is not listed)."""
+    return (_APP_PREFIX + quote(key, safe=""))[:63]
+
+
+def postgres_lister(connect: Callable[[], Any], schema: str) -> Lister:
+    """The claims sessions hold now on this schema: the advisory locks in `pg_locks` whose
+    session names a key (`_app_name`) that gives the lock's own number."""
+
+    def held() -> list[str]:
+        conn = connect()
+        try:
+            rows = conn.execute(
+                "SELECT a.application_name, l.classid::bigint, l.objid::bigint "
+                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND a.application_name LIKE %s",
+                (_APP_PREFIX + "%",),
+            ).fetchall()
+        finally:
+            conn.close()
+        keys: set[str] = set()
+        for app, high, low in rows:
+            key = unquote(app[len(_APP_PREFIX) :])
+            number = _lock_number(schema, key) & 0xFFFFFFFFFFFFFFFF
+            if (number >> 32, number & 0xFFFFFFFF) == (high, low):
+                keys.add(key)
+        return sorted(keys)
+
+    return held
+
+
 def postgres_claimer(connect: Callable[[], Any], schema: str) -> Claimer:
     """Claims as session advisory locks, each on a connection of its own (closing it, or the
     daemon's end, releases the lock)."""
 
-    def take(number: int) -> Any:
-        """A connection holding the lock, or None while another session holds it."""
+    def take(number: int, key: str) -> Any:
+        """A connection holding the lock, or None while another session holds it. The
+        connection says whose claim it holds in its `application_name` (`postgres_lister`)."""
         conn = connect()
         try:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (number,)).fetchone()
+            if row and row[0]:
+                conn.execute("SELECT set_config('application_name', %s, false)", (_app_name(key),))
         except Exception:
             conn.close()
             raise
@@ -187,7 +277,7 @@ def postgres_claimer(connect: Callable[[], Any], schema: str) -> Claimer:
 
     def claim(key: str) -> Claim | None:
         number = _lock_number(schema, key)
-        conn = take(number)
+        conn = take(number, key)
         if conn is None:
             return None
         holder = [conn]
@@ -203,7 +293,7 @@ def postgres_claimer(connect: Callable[[], Any], schema: str) -> Claimer:
             except Exception:  # the connection dropped: the server let go of the lock
                 release()
             try:
-                again = take(number)
+                again = take(number, key)
             except Exception:  # the server is out of reach: nobody can take it now; ask later
                 return True
             if again is None:

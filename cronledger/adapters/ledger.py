@@ -36,6 +36,11 @@ class Ledger(Protocol):
         runs it adopted); nothing is taken, so probing never disturbs a daemon."""
         ...
 
+    def claimants(self) -> list[str]:
+        """The keys of the daemon claims held now, sorted ("" for the unnamed daemon), as far
+        as the store can name them (`daemon_claim.py`); nothing is taken."""
+        ...
+
     def position(self) -> int:
         """Number of events stored (0 = empty): the position of the last one."""
         ...

@@ -52,12 +52,16 @@ from cronledger.adapters.codec import Decoder, EventCodec, default_codec
 from cronledger.adapters.daemon_claim import (
     Claim,
     Claimer,
+    Lister,
     Prober,
     memory_claimer,
+    memory_lister,
     memory_prober,
     postgres_claimer,
+    postgres_lister,
     postgres_prober,
     sqlite_claimer,
+    sqlite_lister,
     sqlite_prober,
 )
 from cronledger.errors import (
@@ -102,10 +106,12 @@ class RecorderLedger:
         snapshots_in_version_order: bool = True,
         claimer: Claimer | None = None,
         prober: Prober | None = None,
+        lister: Lister | None = None,
     ) -> None:
         self.url = url
         self._claimer = claimer or memory_claimer(events)
         self._prober = prober or memory_prober(events)
+        self._lister = lister or memory_lister(events)
         self.events_recorder = events
         self.snapshots_recorder = snapshots
         self.codec = codec
@@ -129,6 +135,11 @@ class RecorderLedger:
         """Whether a daemon (of any process) holds the claim `key`; nothing is taken."""
         with self._guard("look up a daemon name on"):
             return self._prober(key)
+
+    def claimants(self) -> list[str]:
+        """The keys of the daemon claims held now (see `daemon_claim`); nothing is taken."""
+        with self._guard("look up the daemons on"):
+            return self._lister()
 
     def position(self) -> int:
         with self._guard("read the position of"):
@@ -478,6 +489,7 @@ def _open_sqlite(url: str, codec: EventCodec) -> RecorderLedger:
         close=close,
         claimer=sqlite_claimer(os.path.abspath(path)),
         prober=sqlite_prober(os.path.abspath(path)),
+        lister=sqlite_lister(os.path.abspath(path)),
     )
 
 
@@ -707,6 +719,7 @@ def _open_postgres(url: str, codec: EventCodec) -> RecorderLedger:
         db_errors=(psycopg.Error,),
         claimer=postgres_claimer(connect, schema),
         prober=postgres_prober(connect, schema),
+        lister=postgres_lister(connect, schema),
     )
 
 

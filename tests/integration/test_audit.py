@@ -247,7 +247,8 @@ def test_explain_subject_delegates_to_the_domain(ledger: Ledger) -> None:
 
 
 def test_daemons_says_which_daemon_holds_its_claim(tmp_path: Path) -> None:
-    """`status` lists the unnamed daemon and each node with active runs, running or not."""
+    """`status` lists the unnamed daemon and each node with active runs, running or not, and
+    each named daemon running."""
     from cronledger.adapters.clock import FakeClock
     from cronledger.adapters.engine import Engine
     from cronledger.adapters.fake_runner import FakeRunner
@@ -265,5 +266,14 @@ def test_daemons_says_which_daemon_holds_its_claim(tmp_path: Path) -> None:
         engine.claim()  # as a running daemon does
         assert audit.daemons(ledger, engine.snapshot) == [(None, False), ("n1", True)]
         assert ledger.claim("n1") is None, "still held: the probe took and let go of nothing"
+        other = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")  # (closed by its engine)
+        idle = Engine(other, FakeClock(T0), FakeRunner(Lasting(60_000)), node="n0")
+        try:
+            idle.claim()  # a named daemon with no active runs is listed too, while it runs
+            listed = [(None, False), ("n0", True), ("n1", True)]
+            assert audit.daemons(ledger, engine.snapshot) == listed
+        finally:
+            idle.close()
+        assert audit.daemons(ledger, engine.snapshot) == [(None, False), ("n1", True)]
     finally:
         engine.close()

@@ -64,6 +64,30 @@ def test_a_daemon_claim_is_held_by_one_handle_until_released(
     assert first.claim("node-a") is not None
 
 
+def test_claimants_names_the_claims_held_now_from_any_handle(
+    make_ledger: Callable[[], Ledger],
+) -> None:
+    first, second = make_ledger(), make_ledger()
+    assert second.claimants() == [], "no daemon yet"
+    long_name = "n" * 40
+    odd_name = "node ä/b c%"  # not ASCII, a slash, a space, a percent sign
+    claims = [first.claim(key) for key in ("", "node-b", odd_name, long_name)]
+    assert all(c is not None for c in claims)
+    assert second.claimants() == sorted(["", "node-b", odd_name, long_name])
+    assert second.claimants() == first.claimants(), "listing took nothing"
+    assert second.claim("node-b") is None, "still held after the listings"
+    unnamed, node_b, odd, long_one = claims
+    assert node_b is not None and unnamed is not None
+    node_b()
+    assert second.claimants() == sorted(["", odd_name, long_name]), "released: not listed"
+    unnamed()
+    assert second.claimants() == sorted([odd_name, long_name])
+    for claim in (odd, long_one):
+        assert claim is not None
+        claim()
+    assert first.claimants() == []
+
+
 def _drop_claim_connections(schema: str, key: str) -> int:
     """Terminate the PostgreSQL sessions that hold the daemon claim `key` of this schema (as a
     dropped connection or a restarted server would end them); how many."""
