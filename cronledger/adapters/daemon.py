@@ -23,6 +23,7 @@ from cronledger.adapters.clock import SystemClock
 from cronledger.adapters.config import options_from_mapping
 from cronledger.adapters.engine import Engine
 from cronledger.adapters.ledger import Ledger, open_ledger
+from cronledger.adapters.ledger_store import redact_url
 from cronledger.adapters.process_runner import ProcessRunner
 from cronledger.adapters.runner import Runners
 from cronledger.domain.commands import StartRun
@@ -171,7 +172,7 @@ def _log_start(engine: Engine, settings: Settings) -> None:
         "started: ledger %s at position %d, %d schedules, %d active runs, state %s, node %s; "
         "max_workers=%d max_per_tick=%d batch_size=%d headroom=%d/%d misfire_grace=%dms "
         "output_tail_bytes=%d%s",
-        settings.ledger_url,
+        redact_url(settings.ledger_url),
         s.position,
         len(s.schedules),
         s.active,

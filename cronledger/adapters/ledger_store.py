@@ -644,11 +644,17 @@ def _open_postgres(url: str, codec: EventCodec) -> RecorderLedger:
     try:
         lock_conn = connect()
     except psycopg.Error as e:
-        raise _connect_error(e)(
-            f"cannot connect to ledger {shown}: {_one_line(e)} (is PostgreSQL running at "
-            f"{host or 'the local socket'}:{port}, and do user {user!r} and database "
-            f"{dbname!r} exist?)"
-        ) from e
+        state = _sqlstate(e)
+        if state == "3D000" or f'database "{dbname}" does not exist' in str(e):
+            hint = f"create database {dbname!r} (createdb {dbname}), or name one that exists"
+        elif state in ("28000", "28P01") or f'role "{user}" does not exist' in str(e):
+            hint = f"check the user {user!r} and its password in the URL"
+        else:
+            hint = (
+                f"is PostgreSQL running at {host or 'the local socket'}:{port}, and do user "
+                f"{user!r} and database {dbname!r} exist?"
+            )
+        raise _connect_error(e)(f"cannot connect to ledger {shown}: {_one_line(e)} ({hint})") from e
     factory: Any = None
     try:
         with lock_conn:

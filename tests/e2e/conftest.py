@@ -24,6 +24,7 @@ from cronledger.domain.dispatch import render_argv
 from cronledger.domain.instants import iso
 from cronledger.domain.state import ActiveRun
 from cronledger.domain.values import Command, RunExit
+from tests.integration.conftest import postgres_schema  # noqa: F401  (a fixture, shared)
 
 T0 = 1_767_225_600_000
 DEADLINE_S = 20.0

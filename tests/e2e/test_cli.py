@@ -438,6 +438,34 @@ def test_a_postgres_database_that_does_not_exist_is_bad_input_not_a_server_down(
     assert done.returncode == 2, shown(done)  # the URL is wrong: the server answered
     error = json.loads(done.stdout)["error"]
     assert error["field"] == "--ledger" and "does not exist" in error["problem"]
+    assert "createdb no_such_database_here" in error["fix"], error
+    nobody = cronledger(
+        "--json", "--ledger", "postgresql://no_such_role@127.0.0.1:5432/test", "status",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert nobody.returncode == 2, shown(nobody)
+    assert "user 'no_such_role'" in json.loads(nobody.stdout)["error"]["fix"]
+
+
+@pytest.mark.postgres
+def test_a_postgres_password_is_never_shown(tmp_path: Path, postgres_schema: str) -> None:
+    """`status` and the daemon's start-up line show the ledger URL with the password masked
+    (trust authentication here: the password is sent and ignored)."""
+    url = f"postgresql://postgres:s3cret-pw@127.0.0.1:5432/test?schema={postgres_schema}"
+    shown_texts = [
+        cronledger("--ledger", url, "add", "a", "--every", "1h", "--", "true", cwd=tmp_path),
+        cronledger("--ledger", url, "status", cwd=tmp_path),
+        cronledger("--json", "--ledger", url, "status", cwd=tmp_path),
+        cronledger(
+            "--ledger", url, "--state-dir", str(tmp_path / "state"), "run", "--once",
+            cwd=tmp_path,
+        ),
+    ]  # fmt: skip
+    for done in shown_texts:
+        assert done.returncode == 0, shown(done)
+        assert "s3cret-pw" not in done.stdout + done.stderr, shown(done)
+    assert "postgres:***@127.0.0.1" in shown_texts[1].stdout, shown(shown_texts[1])
+    assert "postgres:***@127.0.0.1" in shown_texts[3].stderr, shown(shown_texts[3])
 
 
 # --- add, show, update, pause, resume, remove, trigger, submit -------------------------------

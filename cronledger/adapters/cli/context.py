@@ -11,6 +11,7 @@ from cronledger.adapters.clock import SystemClock
 from cronledger.adapters.daemon import default_state_dir
 from cronledger.adapters.engine import Engine
 from cronledger.adapters.ledger import Ledger, open_ledger
+from cronledger.adapters.ledger_store import _SCHEMES
 from cronledger.errors import InvalidInput, LedgerError, LedgerUnavailable
 
 DEFAULT_LEDGER = "sqlite:///cronledger.db"
@@ -46,7 +47,7 @@ class Context:
         except LedgerUnavailable:  # the server is down, not the flag wrong
             raise
         except LedgerError as error:  # its text says what to fix; name the flag that gave it
-            raise InvalidInput("--ledger", str(error)) from error
+            raise InvalidInput("--ledger", *_problem_and_fix(str(error))) from error
 
     def engine(self, *, must_exist: bool = False) -> Engine:
         """An engine without runners: records commands; the daemon (`cronledger run`) runs them."""
@@ -60,3 +61,17 @@ def sqlite_path(url: str) -> Path | None:
     if url.startswith("sqlite:///"):
         return Path(url[len("sqlite:///") :].split("?")[0])
     return None
+
+
+def _problem_and_fix(text: str) -> tuple[str, str]:
+    """A ledger error's text split into the problem and the fix its closing parentheses
+    give ("cannot ... (create database 'x' ...)"), or a pointer to the URL forms."""
+    if text.endswith(")"):
+        depth = 0
+        for i in range(len(text) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(text[i], 0)
+            if depth == 0:
+                if i > 0 and text[i - 1] == " ":
+                    return text[: i - 1], text[i + 1 : -1]
+                break
+    return text, f"pass a ledger URL that works: {_SCHEMES}"

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from cronledger.adapters import audit
 from cronledger.adapters.cli import output as o
 from cronledger.adapters.cli.context import Context
+from cronledger.adapters.ledger_store import redact_url
 from cronledger.domain.due import upcoming_fires
 from cronledger.domain.health import health
 from cronledger.domain.instants import parse_instant
@@ -205,7 +206,7 @@ def status(ctx: Context, args: argparse.Namespace) -> int:
     o.pairs(
         "status",
         [
-            ("ledger", f"{ctx.ledger_url} (position {h.position})"),
+            ("ledger", f"{redact_url(ctx.ledger_url)} (position {h.position})"),
             ("schedules", h.schedules),
             ("active runs", f"{h.active_runs} of max_workers {opts.max_workers}"),
             ("queue", f"{h.pending} pending, {h.held} held, {h.assigned} assigned"),
