@@ -426,7 +426,8 @@ class Scheduler:
     # --- the loop ---------------------------------------------------------------------------
 
     def tick(self) -> TickSummary:
-        """One tick at the clock's current reading: what it decided."""
+        """One tick at the clock's current reading: what it decided. The first claims this
+        engine's node name, as `run()` does (DaemonRunning beside a daemon of that name)."""
         return self.engine.tick().summary
 
     def run(
@@ -560,9 +561,10 @@ def open(
     By default it runs commands as supervised subprocesses (their files under `state_dir`,
     default beside an SQLite ledger) and `Call` targets on `max_threads` threads, on the system
     clock. Pass `clock` (e.g. a FakeClock) and/or `runner` (e.g. a FakeRunner) for tests.
-    `node` names this engine on the runs it starts; `run()` claims the name on the ledger (one
-    running daemon per name, None included: DaemonRunning otherwise) and adopts its own active
-    runs, plus those of daemons not running that it may take (README: "several daemons").
+    `node` names this engine on the runs it starts; `run()`, and the first `tick()`, claim the
+    name on the ledger until `close()` (one running daemon per name, None included:
+    DaemonRunning otherwise); `run()` also adopts its own active runs, plus those of daemons
+    not running that it may take (README: "several daemons").
     """
     from cronledger.adapters.daemon import build_engine, default_state_dir
     from cronledger.adapters.engine import Engine

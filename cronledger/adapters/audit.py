@@ -89,17 +89,15 @@ def state_at(
     """
     end = ledger.position()
     if at is not None and position is not None:
-        raise InvalidInput(
-            "--at", "cannot be combined with --position", "give either --at or --position"
-        )
+        raise InvalidInput("at", "cannot be combined with a position", "give one of the two")
     if position is not None:
         if isinstance(position, bool) or not isinstance(position, int) or position < 0:
             raise InvalidInput(
-                "--position", f"{position!r} is not a ledger position", f"use 0..{end}"
+                "position", f"{position!r} is not a ledger position", f"use 0..{end}"
             )
         if position > end:
             raise InvalidInput(
-                "--position",
+                "position",
                 f"{position} is beyond the end of the ledger (its last position is {end})",
                 f"use a position between 0 and {end}",
             )
@@ -107,7 +105,7 @@ def state_at(
     if at is None:
         return _fold_to(ledger, end, progress), end
     if isinstance(at, bool) or not isinstance(at, int):
-        raise InvalidInput("--at", f"{at!r} is not an instant", "use e.g. 2026-11-22T09:00:00Z")
+        raise InvalidInput("at", f"{at!r} is not an instant", "use e.g. 2026-11-22T09:00:00Z")
     return _fold_until(ledger, at, end, progress)
 
 
@@ -204,9 +202,9 @@ def run_history(
     """Runs in assignment order, newest last: of one schedule (even a removed one), assigned at
     or after `since`, the last `limit` of them (None: all)."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InvalidInput("--limit", f"{limit!r} is not a positive count", "use 1 or more")
+        raise InvalidInput("limit", f"{limit!r} is not a positive count", "use 1 or more")
     if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
-        raise InvalidInput("--since", f"{since!r} is not an instant", "use e.g. 2026-11-22T09:00Z")
+        raise InvalidInput("since", f"{since!r} is not an instant", "use e.g. 2026-11-22T09:00Z")
     h, known = _history(ledger)
     if schedule_id is not None and schedule_id not in known:
         raise UnknownSchedule(schedule_id)
@@ -370,8 +368,8 @@ def schedule_json(state: ScheduleState) -> Json:
         "spec": spec_json(state.spec),
         "paused": state.paused,
         "complete": state.complete,
-        **instant_json("next_fire_at", state.next_fire_at),
-        **instant_json("due_at", state.due_at),
+        **instant_json("next_fire_at", state.upcoming_fire_at),
+        **instant_json("due_at", state.upcoming_due_at),
         **instant_json("added_at", state.added_at),
         **instant_json("last_fired_for", state.last_fired_for),
         "last_outcome": state.last_outcome,

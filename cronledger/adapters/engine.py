@@ -337,6 +337,8 @@ class Engine:
         # the append (a foreign write since our snapshot is a LedgerConflict: catch up, decide
         # again), and one that appends nothing checks after planning (below).
         in_loop = self._defer_started
+        if not in_loop and self.runner is not None and self._claim is None:
+            self.claim()  # an engine that starts runs is a daemon: one per name on a ledger
         if not in_loop and self.ledger.position() != self._snapshot.position:
             self.refresh()
         now = self.clock.now()

@@ -51,6 +51,17 @@ class ScheduleState:
         return self.next_fire_at is None or self.fires_remaining == 0
 
     @property
+    def upcoming_fire_at(self) -> int | None:
+        """The next fire time to show: None once complete (`next_fire_at` keeps the trigger's
+        place after the last fire `fire_limit` allows)."""
+        return None if self.complete else self.next_fire_at
+
+    @property
+    def upcoming_due_at(self) -> int | None:
+        """`due_at` (the next fire with its jitter), None once complete."""
+        return None if self.complete else self.due_at
+
+    @property
     def wake_at(self) -> int | None:
         """When the planner must look at this schedule next (None: never, until changed)."""
         if self.paused or self.complete or self.due_at is None:

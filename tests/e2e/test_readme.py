@@ -26,6 +26,26 @@ def test_the_embedding_example_in_the_readme_runs(tmp_path: Path) -> None:
     assert "runs: 15" in done.stdout
 
 
+def test_the_readme_s_inline_value_calls_are_valid_python() -> None:
+    """Every inline `Every(...)`, `At(...)`, `Retry(...)` or `Command(...)` call with
+    arguments in the README builds (an explorer found `Every(interval, anchor=None)` written
+    where the keyword is `anchor_ms`)."""
+    import cronledger
+
+    readme = (ROOT / "README.md").read_text()
+    calls = re.findall(r"`((?:Every|At|Retry|Command)\([^`]*\))`", readme)
+    concrete = [c for c in calls if '"' in c]  # values, not a signature or `Every(1s)` prose
+    assert concrete, "the README lost its inline examples"
+    names = {"timedelta": __import__("datetime").timedelta, **vars(cronledger)}
+    for call in concrete:
+        eval(call, names)  # (the README's own text)
+    signatures = [c for c in calls if c not in concrete]
+    for signature in signatures:  # e.g. Every(interval_ms, anchor_ms=None): keywords exist
+        kind = getattr(cronledger, signature.split("(")[0])
+        for keyword in re.findall(r"(\w+)=", signature):
+            assert keyword in {f.name for f in __import__("attrs").fields(kind)}, signature
+
+
 def test_make_demo_runs_applies_and_verifies(tmp_path: Path) -> None:
     cli = Path(sys.executable).parent / "cronledger"
     done = subprocess.run(

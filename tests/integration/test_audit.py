@@ -110,12 +110,12 @@ def test_state_at_reports_progress(ledger: Ledger) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "field", "fix"),
     [
-        ({"position": 10**6}, "--position", "between 0 and"),
-        ({"position": -1}, "--position", "use 0.."),
-        ({"position": 3, "at": T0}, "--at", "either --at or --position"),
+        ({"position": 10**6}, "position", "between 0 and"),
+        ({"position": -1}, "position", "use 0.."),
+        ({"position": 3, "at": T0}, "at", "one of the two"),
     ],
 )
-def test_bad_state_at_arguments_name_the_option_and_the_fix(
+def test_bad_state_at_arguments_name_the_keyword_and_the_fix(
     ledger: Ledger, kwargs: dict[str, Any], field: str, fix: str
 ) -> None:
     with pytest.raises(InvalidInput) as error:
@@ -145,7 +145,7 @@ def test_run_history_of_a_schedule_that_never_existed_is_an_error(ledger: Ledger
         audit.run_history(ledger, schedule_id="nope")
     with pytest.raises(InvalidInput) as error:
         audit.run_history(ledger, limit=0)
-    assert error.value.field == "--limit"
+    assert error.value.field == "limit", "the keyword (the CLI names its flag: cli.context.flags)"
 
 
 def test_a_removed_schedule_keeps_its_history(written: VirtualScheduler, url: str) -> None:
@@ -255,11 +255,15 @@ def test_daemons_says_which_daemon_holds_its_claim(tmp_path: Path) -> None:
     from cronledger.adapters.fake_runner import Script as Lasting
     from cronledger.domain.commands import SubmitTask
 
-    ledger = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    gone = Engine(open_ledger(url), FakeClock(T0), FakeRunner(Lasting(60_000)), node="n1")
+    gone.execute(SubmitTask(target=Call("work")))
+    gone.tick()  # a run of n1 (the tick claimed n1: an engine that starts runs is a daemon)
+    ledger = open_ledger(url)
+    assert audit.daemons(ledger, gone.snapshot) == [(None, False), ("n1", True)]
+    gone.close()  # its process ended: n1's run is left with no daemon
     engine = Engine(ledger, FakeClock(T0), FakeRunner(Lasting(60_000)), node="n1")
     try:
-        engine.execute(SubmitTask(target=Call("work")))
-        engine.tick()  # a run of n1, from an engine that only ticks: it claims nothing
         files = set(tmp_path.iterdir())
         assert audit.daemons(ledger, engine.snapshot) == [(None, False), ("n1", False)]
         assert set(tmp_path.iterdir()) == files, "the probe created no lock file"
@@ -277,3 +281,20 @@ def test_daemons_says_which_daemon_holds_its_claim(tmp_path: Path) -> None:
         assert audit.daemons(ledger, engine.snapshot) == [(None, False), ("n1", True)]
     finally:
         engine.close()
+
+
+def test_a_schedule_complete_by_its_fire_limit_shows_no_next_fire() -> None:
+    """`list`, `show` and the JSON show no next fire once `fire_limit` is reached (an explorer
+    saw `complete` beside a next fire time); the state keeps the trigger's place."""
+    s = scheduler()
+    s.add("lim", "every 1s", ["true"], fire_limit=1)
+    s.add("open", "every 1s", ["true"], fire_limit=3)
+    s.run(until=T0 + 1_500)
+    done, going = s.schedule("lim"), s.schedule("open")
+    assert done.fire_count == 1 and done.complete and done.next_fire_at is not None
+    assert done.upcoming_fire_at is None and done.upcoming_due_at is None
+    shown = audit.schedule_json(done)
+    assert shown["complete"] is True and shown["next_fire_at"] is None and shown["due_at"] is None
+    assert not going.complete and going.upcoming_fire_at == going.next_fire_at is not None
+    assert audit.schedule_json(going)["next_fire_at"] is not None
+    s.close()

@@ -84,9 +84,9 @@ def test_two_engines_on_one_ledger_never_fire_the_same_time_twice(
     clock = FakeClock(T0)
     first = make_ledger()
     url = first.url
-    a = Engine(first, clock, FakeRunner(Script(100)))
+    a = Engine(first, clock, FakeRunner(Script(100)), node="a")  # one daemon per name
     a.execute(cmd.AddSchedule(_spec("a", 1)))
-    b = Engine(open_ledger(url), clock, FakeRunner(Script(100)))
+    b = Engine(open_ledger(url), clock, FakeRunner(Script(100)), node="b")
     for _ in range(30):
         clock.advance(SECOND)
         a.tick()

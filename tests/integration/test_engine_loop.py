@@ -890,8 +890,9 @@ def _running_a_long_call(engine: Engine) -> Engine:
 
 def test_a_starting_engine_leaves_another_named_node_s_runs_alone_and_adopts_its_own() -> None:
     clock = FakeClock(T0)
-    ledger = open_ledger("memory://")
-    a = _running_a_long_call(Engine(ledger, clock, FakeRunner(Script(HOUR)), node="a"))
+    url = f"memory://nodes-{time.monotonic_ns()}"
+    ledger = open_ledger(url)
+    a = _running_a_long_call(Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)), node="a"))
     [run] = a.snapshot.runs.values()
     assert run.node == "a"
     [assigned] = _facts(a, ev.RunAssigned)
@@ -907,6 +908,7 @@ def test_a_starting_engine_leaves_another_named_node_s_runs_alone_and_adopts_its
     b.tick()
     assert [r.node for r in b.snapshot.runs.values()] == ["a"]
 
+    a.close()  # (as its process ends: its claim goes with it)
     restarted_a = Engine(ledger, clock, FakeRunner(Script(SECOND)), node="a")
     restarted_a.start()  # its own run, unknown to its (fake) runner: lost, then the policy
     restarted_a.tick()
@@ -1084,13 +1086,43 @@ def test_close_releases_the_claims_even_when_the_runner_fails_to_close() -> None
     Engine(open_ledger(url), clock, FakeRunner(Script(SECOND))).start()  # the name is free
 
 
+def test_an_engine_that_only_ticks_is_refused_beside_a_daemon_of_its_name() -> None:
+    """tick() without run() starts runs too: it claims the name first (found by an explorer:
+    a Scheduler.tick() beside `cronledger run` started a job no daemon watched, later recorded
+    lost though it succeeded)."""
+    clock = FakeClock(T0)
+    url = f"memory://tick-claims-{time.monotonic_ns()}"
+    daemon = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)), node="n1")
+    daemon.start()
+    ticker = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)), node="n1")
+    ticker.claim_wait_s = 0
+    ticker.submit(Call("work"))
+    position = ticker.ledger.position()
+    with pytest.raises(DaemonRunning):
+        ticker.tick()
+    assert ticker.ledger.position() == position, "refused before recording anything"
+    other = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)), node="n2")
+    assert other.tick().summary.dispatched == 1, "another name ticks (and claims n2)"
+    assert other.ledger.claimed("n2")
+    daemon.close()
+    assert ticker.tick().summary.dispatched == 0  # n1 free now: claimed; nothing left to start
+    assert ticker.ledger.claimed("n1")
+    recorder = Engine(open_ledger(url), clock, None)  # no runner (the CLI): claims nothing
+    recorder.tick()
+    assert not recorder.ledger.claimed("")
+    for engine in (ticker, other, recorder):
+        engine.close()
+
+
 def test_runs_without_a_node_are_adopted_by_any_engine() -> None:
     clock = FakeClock(T0)
-    ledger = open_ledger("memory://")
-    old = Engine(ledger, clock, FakeRunner(Script(HOUR)))  # unnamed, as before nodes
+    url = f"memory://unnamed-{time.monotonic_ns()}"
+    ledger = open_ledger(url)
+    old = Engine(open_ledger(url), clock, FakeRunner(Script(HOUR)))  # unnamed, as before nodes
     old.submit(Call("long"))
     old.tick()
     assert [r.node for r in old.snapshot.runs.values()] == [None]
+    old.close()  # (its process ended)
     named = Engine(ledger, clock, FakeRunner(Script(SECOND)), node="n")
     named.start()
     named.tick()

@@ -218,6 +218,10 @@ def test_next_fires_follow_the_trigger_and_the_fire_limit(
         (lambda s: s.add("a", "every 500ms", ["x"]), "trigger.interval"),
         (lambda s: s.replay(at=datetime(2026, 1, 1)), "at"),
         (lambda s: s.history(since=datetime(2026, 1, 1)), "since"),
+        (lambda s: s.history(limit=0), "limit"),  # the keyword, not the CLI's --limit
+        (lambda s: s.replay(position=99), "position"),
+        (lambda s: s.replay(position=-1), "position"),
+        (lambda s: s.replay(at=T0, position=0), "at"),
         (lambda s: s.run(until=datetime(2026, 1, 1)), "until"),
         (lambda s: s.configure(max_workers=0), "max_workers"),
         (lambda s: s.configure(speed=11), "speed"),

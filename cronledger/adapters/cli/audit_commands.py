@@ -6,7 +6,7 @@ import argparse
 
 from cronledger.adapters import audit
 from cronledger.adapters.cli import output as o
-from cronledger.adapters.cli.context import Context
+from cronledger.adapters.cli.context import Context, flags
 from cronledger.adapters.cli.read_commands import target_text
 from cronledger.adapters.schedules_file import load_schedules
 from cronledger.adapters.simulate import (
@@ -56,7 +56,10 @@ def replay(ctx: Context, args: argparse.Namespace) -> int:
     at = parse_instant(args.at, "--at") if args.at else None
     ledger = ctx.open()
     try:
-        with o.progress("replaying", not ctx.json) as update:
+        with (
+            o.progress("replaying", not ctx.json) as update,
+            flags(at="--at", position="--position"),
+        ):
             snapshot, position = audit.state_at(
                 ledger, at=at, position=args.position, progress=update
             )
@@ -80,7 +83,7 @@ def replay(ctx: Context, args: argparse.Namespace) -> int:
                 s.spec.id,
                 describe(s.spec.trigger),
                 s.paused,
-                o.when(s.next_fire_at),
+                o.when(s.upcoming_fire_at),
                 o.when(s.last_fired_for),
                 s.last_outcome,
             )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -75,3 +77,15 @@ def _problem_and_fix(text: str) -> tuple[str, str]:
                     return text[: i - 1], text[i + 1 : -1]
                 break
     return text, f"pass a ledger URL that works: {_SCHEMES}"
+
+
+@contextlib.contextmanager
+def flags(**names: str) -> Iterator[None]:
+    """Bad input to a library call named by its keyword (`limit`) is reported under the flag
+    that gave it (`flags(limit="--runs")`)."""
+    try:
+        yield
+    except InvalidInput as error:
+        if error.field not in names:
+            raise
+        raise InvalidInput(names[error.field], error.problem, error.fix) from error

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from cronledger.adapters import audit
 from cronledger.adapters.cli import output as o
-from cronledger.adapters.cli.context import Context
+from cronledger.adapters.cli.context import Context, flags
 from cronledger.adapters.ledger_store import redact_url
 from cronledger.domain.due import upcoming_fires
 from cronledger.domain.health import health
@@ -70,7 +70,7 @@ def list_schedules(ctx: Context, args: argparse.Namespace) -> int:
             describe(s.spec.trigger),
             s.spec.concurrency.value,
             _status(s),
-            o.when(s.next_fire_at),
+            o.when(s.upcoming_fire_at),
             s.last_outcome or "-",
             target_text(s.spec.target),
         )
@@ -103,7 +103,8 @@ def show(ctx: Context, args: argparse.Namespace) -> int:
         state = snapshot.schedules.get(args.name)
         if state is None:
             raise UnknownSchedule(args.name)
-        runs = audit.run_history(ledger, schedule_id=args.name, limit=args.runs)
+        with flags(limit="--runs"):
+            runs = audit.run_history(ledger, schedule_id=args.name, limit=args.runs)
     finally:
         ledger.close()
     zone = _zone(state)
@@ -144,8 +145,8 @@ def show(ctx: Context, args: argparse.Namespace) -> int:
             ("quiet hours", spec.quiet_hours),
             ("jitter", o.duration(spec.jitter_ms)),
             ("state", _status(state)),
-            ("next fire", o.when(state.next_fire_at)),
-            ("due at", o.when(state.due_at)),
+            ("next fire", o.when(state.upcoming_fire_at)),
+            ("due at", o.when(state.upcoming_due_at)),
             ("last fired for", o.when(state.last_fired_for)),
             ("last outcome", state.last_outcome),
             ("consecutive failures", state.consecutive_failures),
@@ -263,7 +264,8 @@ def history(ctx: Context, args: argparse.Namespace) -> int:
         raise InvalidInput("--limit", f"must be at least 1, got {args.limit}", "e.g. --limit 20")
     ledger = ctx.open()
     try:
-        runs = audit.run_history(ledger, schedule_id=args.name, since=since, limit=args.limit)
+        with flags(since="--since", limit="--limit"):
+            runs = audit.run_history(ledger, schedule_id=args.name, since=since, limit=args.limit)
     finally:
         ledger.close()
     if ctx.json:
