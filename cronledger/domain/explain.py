@@ -1415,9 +1415,16 @@ def _outcome_sentence(run: _Run, outcome: Outcome, max_attempts: int) -> str:
         "spawn_failed": "could not be spawned",
         "exit": "failed",
     }.get(outcome.reason, f"failed ({outcome.reason})")
+    past = ""
+    if outcome.reason == "timeout" and run.cancelled is None:  # (rules 3: no cancel was sent)
+        past = (
+            f", past its deadline {_ts(run.assigned.deadline)} with no cancel sent (it ended "
+            "while no daemon watched it, or before the cancel reached it), so it counts as a "
+            "timeout (§8)"
+        )
     return (
         f"It {how} at {_ended(run, outcome)} with {shown}{error} after "
-        f"{_dur(outcome.duration_ms)}{last}{tail}"
+        f"{_dur(outcome.duration_ms)}{past}{last}{tail}"
     )
 
 

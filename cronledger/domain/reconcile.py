@@ -78,11 +78,11 @@ def bound_exits(exits: Sequence[RunExit], limit: int) -> list[RunExit]:
     return out
 
 
-def failure_reason(run: ActiveRun, exit: RunExit) -> str:
+def failure_reason(run: ActiveRun, exit: RunExit, rules: int = 0) -> str:
     """exit | timeout | cancelled | spawn_failed | lost."""
     if exit.kind is ExitKind.LOST:
         return "lost"
-    if run.cancelling == "timeout":
+    if run.cancelling == "timeout" or _ended_past_deadline(run, exit, rules):
         return "timeout"
     if run.cancelling is not None:
         return "cancelled"
@@ -107,8 +107,19 @@ def _release_waiting(snapshot: Snapshot, entry: Entry, now: int) -> list[ev.Even
 
 # The planner's rules, recorded in each tick header so that `verify` re-plans an old tick by
 # the rules it was decided by. 2: a timed-out run that exits 0 is a timeout failure (1: a
-# success).
-RULES = 2
+# success). 3: so is a run whose process ended past its deadline with no cancel sent (it ended
+# while no daemon watched it, or just before the cancel reached it).
+RULES = 3
+
+
+def _ended_past_deadline(run: ActiveRun, exit: RunExit, rules: int) -> bool:
+    """The process ran past the run's deadline (rules 3): a timeout, however it ended."""
+    return (
+        rules >= 3
+        and run.deadline is not None
+        and exit.kind not in (ExitKind.LOST, ExitKind.SPAWN_FAILED)
+        and exit.finished_at > run.deadline
+    )
 
 
 def ended_at(started_at: int | None, assigned_at: int, duration_ms: int, recorded_at: int) -> int:
@@ -130,8 +141,12 @@ def reconcile_exit(
     started = run.started_at if run.started_at is not None else run.assigned_at
     duration = max(0, exit.finished_at - started)
     output = recorded_output(exit, snapshot.options.output_tail_bytes)
-    # a timeout is a failure (§8), even when the job traps the SIGTERM and exits 0 (rules 2)
-    if exit.succeeded and (run.cancelling != "timeout" or rules < 2):
+    # a timeout is a failure (§8), even when the job traps the SIGTERM and exits 0 (rules 2),
+    # or ran past its deadline with no cancel sent, e.g. while no daemon watched it (rules 3)
+    timed_out = (run.cancelling == "timeout" and rules >= 2) or _ended_past_deadline(
+        run, exit, rules
+    )
+    if exit.succeeded and not timed_out:
         out: list[ev.Event] = [
             ev.RunSucceeded(
                 at=now,
@@ -147,7 +162,7 @@ def reconcile_exit(
         ]
         return out + (_release_waiting(snapshot, entry, now) if entry else [])
 
-    reason = failure_reason(run, exit)
+    reason = failure_reason(run, exit, rules)
     retry = entry is not None and reason != "cancelled" and entry.attempt < entry.max_attempts
     final = not retry
     out = []

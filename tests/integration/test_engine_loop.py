@@ -269,7 +269,8 @@ def test_after_a_restart_runs_nobody_can_account_for_are_lost_and_retried() -> N
 
 def test_call_runner_reports_return_exception_unknown_name_and_abandons_on_timeout() -> None:
     gate = threading.Event()
-    calls = CallRunner(4)
+    clock = FakeClock(T0)
+    calls = CallRunner(4, clock=clock.now)
     calls.register("ok", lambda: None)
     calls.register("boom", lambda: (_ for _ in ()).throw(ValueError("bad input")))
     entered = threading.Event()
@@ -279,7 +280,6 @@ def test_call_runner_reports_return_exception_unknown_name_and_abandons_on_timeo
         gate.wait(10)
 
     calls.register("hang", hang)
-    clock = FakeClock(T0)
     engine = Engine(open_ledger("memory://"), clock, Runners(None, calls, clock.now))
     calls.set_wake(engine.wake)
     for name in ("ok", "boom", "hang", "missing"):
@@ -336,10 +336,10 @@ def test_a_timed_out_call_does_not_keep_its_pool_slot() -> None:
         entered.set()
         gate.wait(30)
 
-    calls = CallRunner(1)
+    clock = FakeClock(T0)
+    calls = CallRunner(1, clock=clock.now)
     calls.register("hang", hang)
     calls.register("ok", ran.set)
-    clock = FakeClock(T0)
     engine = Engine(open_ledger("memory://"), clock, Runners(None, calls, clock.now))
     calls.set_wake(engine.wake)
     engine.submit(Call("hang"), timeout_ms=SECOND)
@@ -364,9 +364,9 @@ def test_a_timed_out_call_does_not_keep_its_pool_slot() -> None:
 
 def test_calls_handed_over_in_separate_ticks_run_side_by_side() -> None:
     meet = threading.Barrier(2, timeout=5)
-    calls = CallRunner(4)
-    calls.register("meet", meet.wait)
     clock = FakeClock(T0)
+    calls = CallRunner(4, clock=clock.now)
+    calls.register("meet", meet.wait)
     engine = Engine(open_ledger("memory://"), clock, Runners(None, calls, clock.now))
     calls.set_wake(engine.wake)
     engine.submit(Call("meet"))
@@ -1016,9 +1016,9 @@ def test_run_returning_undoes_only_a_drain_it_recorded(asked_too: bool) -> None:
 @pytest.mark.parametrize("first", ["run", "tick"])
 def test_a_later_run_keeps_the_calls_its_runner_still_runs(first: str) -> None:
     gate = threading.Event()
-    calls = CallRunner(2)
-    calls.register("slow", lambda: gate.wait(10))
     clock = FakeClock(T0)
+    calls = CallRunner(2, clock=clock.now)
+    calls.register("slow", lambda: gate.wait(10))
     engine = Engine(open_ledger("memory://"), clock, Runners(None, calls, clock.now))
     engine.submit(Call("slow"))
     try:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from cronledger.adapters.fake_runner import Script
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
+from cronledger.domain.explain import explain
 from cronledger.domain.reconcile import (
     RecordedOutput,
     bound_exits,
@@ -127,6 +128,42 @@ def test_an_older_ledger_with_a_timed_out_run_that_exited_0_still_verifies() -> 
     assert verify(enumerate(log, 1)).ok
     new = plan_tick(w.snapshot, w.now, [clean])
     assert not verify(enumerate([*w.log, header, *new.events[1:]], 1)).ok, "rules 1 re-planned"
+
+
+def test_a_run_that_ended_past_its_deadline_with_no_cancel_sent_is_a_timeout() -> None:
+    """Its process ended while no daemon watched it (or before the cancel reached it): it ran
+    longer than its timeout, so it counts as failed (found by an explorer: a restarted daemon
+    recorded such a run as succeeded). Ended at the deadline: a success."""
+    w = World(Script(10 * MINUTE, 0))
+    w.add(spec("job", timeout_ms=30 * SECOND, retry=Retry(2, SECOND)))
+    w.run_until(T0 + MINUTE)
+    [run] = w.snapshot.runs.values()
+    assert run.deadline == T0 + MINUTE + 30 * SECOND and run.cancelling is None
+
+    def ended(at: int, code: int = 0) -> RunExit:
+        return RunExit(run_id=run.run_id, kind=ExitKind.EXITED, finished_at=at, exit_code=code)
+
+    now = T0 + 5 * MINUTE  # the restarted daemon records it late
+    for late in (ended(run.deadline + 1), ended(run.deadline + 1, 3)):
+        events = reconcile_exits(w.snapshot, [late], now)
+        [failed] = [e for e in events if isinstance(e, ev.RunFailed)]
+        assert (failed.reason, failed.exit_code) == ("timeout", late.exit_code)
+        assert failed.duration_ms == 30 * SECOND + 1
+        assert any(isinstance(e, ev.RetryPlanned) for e in events)
+    [ok] = reconcile_exits(w.snapshot, [ended(run.deadline)], now)
+    assert isinstance(ok, ev.RunSucceeded)
+    lost = RunExit(run_id=run.run_id, kind=ExitKind.LOST, finished_at=now, error="no state file")
+    assert isinstance(reconcile_exits(w.snapshot, [lost], now)[0], ev.RunLost), "still lost"
+    # ticks planned by the rules before (2) re-plan as they were: a success
+    [was] = reconcile_exits(w.snapshot, [ended(run.deadline + 1)], now, rules=2)
+    assert isinstance(was, ev.RunSucceeded)
+    old = plan_tick(w.snapshot, now, [ended(run.deadline + 1)], rules=2)
+    assert verify(enumerate([*w.log, *old.events], 1)).ok
+    new = plan_tick(w.snapshot, now, [ended(run.deadline + 1)])
+    log = [*w.log, *new.events]
+    assert verify(enumerate(log, 1)).ok
+    said = " ".join(explain(enumerate(log, 1), run.run_id).sentences)
+    assert "timed out" in said and "past its deadline" in said and "no cancel sent" in said, said
 
 
 def test_an_exit_for_a_run_already_reconciled_decides_nothing() -> None:
