@@ -39,6 +39,14 @@ def options_from_mapping(table: dict[str, Any], base: Options, where: str = "opt
                     f"{where}.{key}", f"{value!r} is not a whole number", "write e.g. 8"
                 )
             changes[field] = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            # (a bare number in a file is ms to the library but seconds to a reader: refused,
+            # as in a schedule's table)
+            raise InvalidInput(
+                f"{where}.{key}",
+                f"{value!r} has no unit",
+                f'write it as text with a unit, e.g. {key} = "{value}s"; units: ms s m h d w',
+            )
         else:
             changes[field] = duration_ms(value, f"{where}.{key}")
     options = attrs.evolve(base, **changes)

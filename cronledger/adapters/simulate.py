@@ -46,7 +46,7 @@ import heapq
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from hashlib import blake2b
 from typing import Any
 
@@ -54,7 +54,13 @@ import attrs
 
 from cronledger.adapters.replay import gc_paused
 from cronledger.domain import events as ev
-from cronledger.domain.commands import AddSchedule, CancelRun, ChangeOptions, StartRun
+from cronledger.domain.commands import (
+    AddSchedule,
+    CancelRun,
+    ChangeOptions,
+    PauseSchedule,
+    StartRun,
+)
 from cronledger.domain.durations import parse_duration
 from cronledger.domain.handlers import handle
 from cronledger.domain.instants import iso, parse_instant
@@ -421,8 +427,10 @@ def simulate(
     options: Options | None = None,
     progress: Callable[[int, int], None] | None = None,
     observe: Callable[[tuple[ev.Event, ...]], None] | None = None,
+    paused: Collection[str] = (),
 ) -> SimReport:
     """Run `specs` from `start` to `end` (epoch ms) on a virtual clock; see the module doc.
+    The schedules named in `paused` are added paused (a file's `paused = true`).
 
     `progress(done_ms, total_ms)` is called about every 1% of the period (and at both ends);
     `observe(facts)` receives each deciding tick's facts (TickStarted first), for tracing.
@@ -430,7 +438,7 @@ def simulate(
     _check(specs, start, end, fail_rate, runtime)
     began = time.perf_counter()
     with gc_paused():
-        sim = _Simulation(specs, start, end, runtime, fail_rate, outages, seed, options)
+        sim = _Simulation(specs, start, end, runtime, fail_rate, outages, seed, options, paused)
         sim.run(progress, observe)
     return SimReport(
         start=start,
@@ -506,6 +514,7 @@ class _Simulation:
         outages: Sequence[tuple[int, int]],
         seed: int,
         options: Options | None,
+        paused: Collection[str] = (),
     ) -> None:
         self.start, self.end = start, end
         self.runtime, self.fail_rate, self.seed = runtime, fail_rate, seed
@@ -519,9 +528,13 @@ class _Simulation:
             self.events += len(facts)
         self.accs: dict[str, _Acc] = {}
         for spec in specs:
-            facts = handle(snapshot, AddSchedule(spec), start)
-            snapshot = apply_all(snapshot, facts)
-            self.events += len(facts)
+            commands: list[AddSchedule | PauseSchedule] = [AddSchedule(spec)]
+            if spec.id in paused:
+                commands.append(PauseSchedule(spec.id, "paused in the file"))
+            for command in commands:
+                facts = handle(snapshot, command, start)
+                snapshot = apply_all(snapshot, facts)
+                self.events += len(facts)
             self.accs[spec.id] = _Acc()
         self.snapshot = snapshot
         self.ticks = 0

@@ -228,6 +228,13 @@ def validate_options(options: Options) -> None:
         raise InvalidInput("draining", f"{options.draining!r} is not True or False", "use a bool")
     for field in ("slot_headroom", "fallback_headroom"):
         _non_negative(getattr(options, field), field, "use 0 or more")
+    if options.slot_headroom >= options.max_workers:  # (§6: no slot would ever be free)
+        raise InvalidInput(
+            "slot_headroom",
+            f"{options.slot_headroom} leaves no slot free of max_workers {options.max_workers}: "
+            "nothing would ever be dispatched",
+            "use less than max_workers, e.g. 0, or raise max_workers above it",
+        )
     _duration(options.misfire_grace_ms, "misfire_grace_ms", "use 0 or more, e.g. 60s")
     tail = options.output_tail_bytes
     if not isinstance(tail, int) or isinstance(tail, bool) or not 0 <= tail <= OUTPUT_TAIL_LIMIT:

@@ -1418,6 +1418,20 @@ def test_simulate_a_month(cli: Cli) -> None:
     assert cli.rows() is None, "simulate touched the ledger"
 
 
+def test_simulate_leaves_a_schedule_the_file_pauses_paused(cli: Cli, tmp_path: Path) -> None:
+    """`paused = true` in the file: no fires (an explorer saw 24 a day, as if running)."""
+    file = tmp_path / "paused.toml"
+    file.write_text(
+        '[schedules.p]\nevery = "1h"\ncommand = ["true"]\npaused = true\n\n'
+        '[schedules.q]\nevery = "1h"\ncommand = ["true"]\npaused = false\n'
+    )
+    report = cli.json(
+        "simulate", str(file), "--from", "2026-01-01T00:00Z", "--to", "2026-01-02T00:00Z"
+    )
+    fires = {s["schedule_id"]: s["fires"] for s in report["schedules"]}
+    assert fires == {"p": 0, "q": 24}, fires
+
+
 def test_simulate_failures_outages_and_runtimes(cli: Cli) -> None:
     file = str(SCENARIOS / "month.toml")
     outage = "2026-01-10T00:00:00Z..2026-01-11T00:00:00Z"

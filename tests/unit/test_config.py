@@ -37,6 +37,10 @@ def test_options_are_read_from_the_options_table(tmp_path: Path) -> None:
         ("[options]\noutput_tail_bytes = 65537\n", "options.output_tail_bytes"),
         ("[options]\noutput_tail_bytes = -1\n", "options.output_tail_bytes"),
         ("[options\nmax_workers = 4\n", "--config"),
+        ("[options]\nmisfire_grace = 30\n", "options.misfire_grace"),  # no unit: not 30 ms
+        ("[options]\nmisfire_grace = 1.5\n", "options.misfire_grace"),
+        ("[options]\nmax_workers = 2\nslot_headroom = 2\n", "options.slot_headroom"),
+        ("[options]\nmax_workers = 2\nslot_headroom = 5\n", "options.slot_headroom"),
     ],
 )
 def test_a_bad_options_file_names_the_key_and_the_fix(

@@ -187,6 +187,7 @@ def simulate_command(ctx: Context, args: argparse.Namespace) -> int:
                     seed=args.seed,
                     options=file.options,
                     progress=update,
+                    paused=[name for name, paused in file.paused.items() if paused],
                 )
             )
     if len(reports) == 2:
