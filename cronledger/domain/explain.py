@@ -1372,7 +1372,7 @@ def _ended(run: _Run, outcome: ev.RunSucceeded | ev.RunFailed) -> str:
     started = run.started[1].at if run.started is not None else None
     end = ended_at(started, run.assigned.at, outcome.duration_ms, outcome.at)
     if outcome.at - end < RECORDED_LATE_MS:
-        return _ts(outcome.at)
+        return _ts(end)  # (history's finished_at too)
     return f"{_ts(end)} (recorded at {_ts(outcome.at)})"
 
 

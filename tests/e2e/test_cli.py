@@ -536,6 +536,7 @@ def test_add_cron_with_every_policy_flag_and_show_reflects_them(cli: Cli, tmp_pa
     assert len(fires) == 5
     assert all(re.fullmatch(r".*T02:30:00\.000-0[45]:00", f["local"]) for f in fires), fires
     assert "schedule full" in text and "queue_one" in text and "next 5 fire times" in text
+    assert "01:00-05:00@America/New_York" in text and "Window(" not in text  # as --active-hours
 
 
 def test_add_every_at_and_call(cli: Cli) -> None:

@@ -481,7 +481,7 @@ def test_a_timeout_cancels_the_run_and_counts_as_a_failure() -> None:
     x = _explain(w, f"{FIRST}#1")
     assert (x.decision, x.rule) == ("failed", ex.R_TIMEOUT)
     assert "because it passed its deadline 2026-01-01T00:01:30Z" in _text(x)
-    assert "It timed out at 2026-01-01T00:01:31Z with signal 15" in _text(x)
+    assert "It timed out at 2026-01-01T00:01:30Z with signal 15" in _text(x)  # its end
     assert _inputs(x)["deadline"] == "2026-01-01T00:01:30Z"
     cancelling = _explain(w, f"{FIRST}#1", at=T0 + 90 * SECOND)
     assert (cancelling.decision, cancelling.rule) == ("cancelling", ex.R_TIMEOUT)

@@ -53,6 +53,8 @@ def explain(ctx: Context, args: argparse.Namespace) -> int:
 def replay(ctx: Context, args: argparse.Namespace) -> int:
     if args.at is None and args.position is None:
         raise InvalidInput("replay", "needs a point in time", "give --at INSTANT or --position N")
+    if args.at is not None and args.position is not None:
+        raise InvalidInput("--at", "cannot be combined with --position", "give one of the two")
     at = parse_instant(args.at, "--at") if args.at else None
     ledger = ctx.open()
     try:

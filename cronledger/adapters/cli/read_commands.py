@@ -12,6 +12,7 @@ from cronledger.adapters.cli.context import Context, flags
 from cronledger.adapters.ledger_store import redact_url
 from cronledger.domain.due import upcoming_fires
 from cronledger.domain.health import health
+from cronledger.domain.hours import Window
 from cronledger.domain.instants import parse_instant
 from cronledger.domain.state import ScheduleState, Snapshot
 from cronledger.domain.triggers import Cron, describe
@@ -33,6 +34,11 @@ def target_text(target: Target) -> str:
         return f"call {target.name}"
     assert isinstance(target, Command)
     return " ".join(target.argv)
+
+
+def _window_text(window: Window | None) -> str | None:
+    """As --active-hours takes it: 09:00-17:00@Europe/Berlin."""
+    return None if window is None else f"{window.start}-{window.end}@{window.timezone}"
 
 
 def _daemons_text(daemons: list[tuple[str | None, bool | None]]) -> str:
@@ -141,8 +147,8 @@ def show(ctx: Context, args: argparse.Namespace) -> int:
                 f"{spec.retry.max_attempts - 1} (backoff {o.duration(spec.retry.backoff_ms)})",
             ),
             ("timeout", o.duration(spec.timeout_ms)),
-            ("active hours", spec.active_hours),
-            ("quiet hours", spec.quiet_hours),
+            ("active hours", _window_text(spec.active_hours)),
+            ("quiet hours", _window_text(spec.quiet_hours)),
             ("jitter", o.duration(spec.jitter_ms)),
             ("state", _status(state)),
             ("next fire", o.when(state.upcoming_fire_at)),
