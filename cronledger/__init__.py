@@ -39,6 +39,7 @@ from cronledger.errors import (
     LedgerCorrupted,
     LedgerError,
     LedgerUnavailable,
+    StateDirError,
     UnknownEntry,
     UnknownSchedule,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "ScheduleState",
     "Scheduler",
     "Snapshot",
+    "StateDirError",
     "Target",
     "TickSummary",
     "Trigger",

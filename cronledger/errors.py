@@ -62,6 +62,14 @@ class LedgerError(CronledgerError):
     """The ledger cannot be opened, read or written."""
 
 
+class StateDirError(CronledgerError, OSError):
+    """The state dir (the run files' directory) cannot be made or used: an operation that
+    failed (exit 1); the message names the directory, the system's reason and the fix."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class LedgerUnavailable(LedgerError):
     """The ledger's database failed while in use, or its server could not be reached: an
     operation that failed (exit 1), not bad input."""

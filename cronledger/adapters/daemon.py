@@ -29,6 +29,7 @@ from cronledger.adapters.runner import Runners
 from cronledger.domain.commands import StartRun
 from cronledger.domain.instants import iso
 from cronledger.domain.values import Options
+from cronledger.errors import StateDirError
 
 ONCE_POLL_S = 0.05  # how often `--once` looks for the exits of the runs it started
 log = logging.getLogger("cronledger.daemon")
@@ -57,7 +58,16 @@ def engine_on(
     clock = SystemClock()
     try:
         calls = CallRunner(max_threads, clock=clock.now)
-        processes = ProcessRunner(state_dir, clock=clock.now)
+        try:
+            processes = ProcessRunner(state_dir, clock=clock.now)
+        except OSError as error:
+            where = error.filename or state_dir
+            raise StateDirError(
+                error.errno,
+                f"state dir {str(state_dir)!r}: cannot use {str(where)!r}: "
+                f"{error.strerror or error} (pass a directory this user can create and write "
+                "to: --state-dir DIR, or state_dir= in Python)",
+            ) from error
         engine = Engine(
             ledger,
             clock,

@@ -418,7 +418,9 @@ def test_under_json_an_error_is_a_json_document_on_stdout_too(seeded: Cli) -> No
         bare = seeded("--json")
         assert bare.returncode == 2 and json.loads(bare.stdout)["error"]["exit_code"] == 2
         unreachable = error_of("--state-dir", "/proc/no-such-dir", "run", "--once", code=1)
-        assert unreachable["type"] == "FileNotFoundError"  # one line, no traceback
+        assert unreachable["type"] == "StateDirError"  # one line, no traceback
+        assert "state dir '/proc/no-such-dir'" in unreachable["message"]
+        assert "--state-dir DIR" in unreachable["message"], unreachable  # the fix
     down = cronledger(  # a server that is down: the operation failed (1), the input is fine
         "--json", "--ledger", "postgresql://postgres@127.0.0.1:9/test", "status", cwd=seeded.cwd
     )
@@ -1278,6 +1280,16 @@ def test_verify_of_a_ledger_with_an_undecodable_fact_fails_with_exit_1(cli: Cli)
     assert report["error"]["type"] == "LedgerCorrupted" and report["error"]["exit_code"] == 1
     assert report["error"]["message"].startswith("verify FAILED: ledger position 2:")
     assert as_json.stderr.startswith("verify FAILED: ledger position 2:"), shown(as_json)
+
+
+def test_a_daemon_on_a_missing_sqlite_ledger_says_it_started_a_new_one(tmp_path: Path) -> None:
+    """`list` refuses a missing ledger; `run` creates it (a daemon may start first), and says
+    so (an explorer's mistyped --ledger looked like a ledger with nothing due)."""
+    done = cronledger("--ledger", "sqlite:///typo.db", "run", "--once", "-q", cwd=tmp_path)
+    assert done.returncode == 0, shown(done)
+    assert "no ledger at typo.db: started on a new, empty one" in done.stderr, shown(done)
+    again = cronledger("--ledger", "sqlite:///typo.db", "run", "--once", "-q", cwd=tmp_path)
+    assert "no ledger" not in again.stderr, shown(again)
 
 
 def test_run_once_then_logs_while_the_run_files_exist(cli: Cli) -> None:

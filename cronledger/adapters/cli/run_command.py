@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from cronledger.adapters import daemon
-from cronledger.adapters.cli.context import Context
+from cronledger.adapters.cli.context import Context, sqlite_path
 from cronledger.adapters.cli.values import duration
 from cronledger.adapters.config import options_from_mapping, read_options
 from cronledger.domain.instants import iso, parse_instant
@@ -58,7 +58,16 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     settings = settings_from(ctx, args)
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose else logging.INFO)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    return daemon.serve(ctx.open(must_exist=False), settings)
+    path = sqlite_path(ctx.ledger_url)
+    new = path is not None and not path.exists()
+    ledger = ctx.open(must_exist=False)
+    if new:  # (a mistyped --ledger would otherwise look like a ledger with nothing due)
+        logging.getLogger("cronledger.daemon").warning(
+            "no ledger at %s: started on a new, empty one (add schedules with `cronledger add` "
+            "or `cronledger apply`, or pass the right --ledger)",
+            path,
+        )
+    return daemon.serve(ledger, settings)
 
 
 def settings_from(ctx: Context, args: argparse.Namespace) -> daemon.Settings:
