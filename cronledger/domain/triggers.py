@@ -213,6 +213,18 @@ def _check_field(index: int, token: str, shown: str) -> None:
         if equal and _same_bound(equal.group(1), equal.group(2)):
             # croniter reads an equal range such as 5-5 as the whole field: refuse the trap.
             raise _field_error(index, shown, f"the range {part!r} has equal bounds")
+        if equal:
+            low, high = _bound(index, equal.group(1)), _bound(index, equal.group(2))
+            if low is not None and high is not None and low > high:
+                # croniter wraps it around (5-1: 5..59 and 0..1), classic cron refuses it
+                first, last = _FIELD_SPAN[index]
+                raise InvalidInput(
+                    "trigger.expr",
+                    f"{_FIELD_NAMES[index]} field {shown!r} is not valid: the range {part!r} "
+                    "runs backwards",
+                    f"write the values in order, e.g. {equal.group(1)}-{last},{first}-"
+                    f"{equal.group(2)} for a range that wraps around",
+                )
     probe = ["*"] * 5
     probe[index] = token
     try:
@@ -221,6 +233,26 @@ def _check_field(index: int, token: str, shown: str) -> None:
         raise _field_error(index, shown, "plain days cannot be listed with '#' days") from exc
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise _field_error(index, shown) from exc
+
+
+_FIELD_SPAN = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+_NAMES = (
+    (),
+    (),
+    (),
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+    ("sun", "mon", "tue", "wed", "thu", "fri", "sat"),
+)
+
+
+def _bound(index: int, text: str) -> int | None:
+    """A range bound's number (a name as its month or weekday number), None if neither."""
+    if text.isdigit():
+        return int(text)
+    names = _NAMES[index]
+    if text in names:
+        return names.index(text) + (1 if index == 3 else 0)
+    return None
 
 
 def _same_bound(low: str, high: str) -> bool:

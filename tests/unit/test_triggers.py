@@ -63,6 +63,11 @@ BAD_FIELDS = {
     "hashed_value": ("0 H * * *", "hour", "H"),
     "equal_range_that_croniter_reads_as_every_minute": ("5-5 * * * *", "minute", "5-5"),
     "day_that_never_occurs": ("0 0 30 2 *", "day of month", "30"),
+    # croniter wraps a backwards range around (5-1: 57 minutes an hour); classic cron refuses
+    "backwards_minute_range": ("5-1 * * * *", "minute", "5-1"),
+    "backwards_hour_range_with_a_step": ("0 22-2/2 * * *", "hour", "22-2/2"),
+    "backwards_month_names": ("0 0 1 dec-feb *", "month", "dec-feb"),
+    "backwards_weekday_names": ("0 0 * * fri-mon", "day of week", "fri-mon"),
 }
 
 
