@@ -49,6 +49,12 @@ def handle(snapshot: Snapshot, command: cmd.UserCommand, now: int) -> Events:
         validate_spec(spec, now_ms=now)
         if spec.id in snapshot.schedules:
             raise DuplicateSchedule(spec.id)
+        if ids.is_task_id(spec.id):  # (explain NAME would find the task, not the schedule)
+            raise InvalidInput(
+                "id",
+                f"{spec.id!r} has the form of a submitted task's id (task-N)",
+                "choose another name, e.g. " + spec.id.replace("task-", "task_", 1),
+            )
         nominal, due = _next(spec.id, spec.trigger, spec.jitter_ms, now)
         return (ev.ScheduleAdded(at=now, spec=spec, next_fire_at=nominal, due_at=due),)
 

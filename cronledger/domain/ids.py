@@ -28,6 +28,11 @@ def task_entry_id(position: int) -> str:
     return f"task-{position}"
 
 
+def is_task_id(text: str) -> bool:
+    """Has `text` the form of `task_entry_id` (task-N)?"""
+    return text.startswith("task-") and text[5:].isdigit() and text[5:].isascii()
+
+
 def run_id(entry_id: str, attempt: int) -> str:
     """A run: one attempt of one entry."""
     return f"{entry_id}#{attempt}"

@@ -373,3 +373,13 @@ def test_exist_ok_adds_a_schedule_another_process_removed_meanwhile(clock: FakeC
         one.remove("report")
         state = two.add("report", "every 2h", Call("report"), exist_ok=True)
         assert state.spec.trigger.interval_ms == 7_200_000  # type: ignore[union-attr]
+
+
+def test_a_schedule_cannot_take_the_form_of_a_task_id(scheduler: cronledger.Scheduler) -> None:
+    """A schedule named task-2 and the second submitted task would share `explain task-2`
+    (found by an explorer): such a name is refused when added."""
+    with pytest.raises(InvalidInput) as error:
+        scheduler.add("task-2", "@daily", ["true"])
+    assert error.value.field == "id" and "task_2" in error.value.fix
+    scheduler.add("task-two", "@daily", ["true"])  # only task-<digits> is taken
+    scheduler.add("task-2b", "@daily", ["true"])
