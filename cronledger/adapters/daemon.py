@@ -12,7 +12,7 @@ import argparse
 import logging
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +94,11 @@ class Settings:
     options_file: bool = False  # `options` is a whole [options] table: keys left out: defaults
 
 
-def serve(ledger: Ledger, settings: Settings) -> int:
-    """Run the daemon on `ledger` (closed at the end): ticks until signalled or `until`."""
+def serve(
+    ledger: Ledger, settings: Settings, report: Callable[[dict[str, object]], None] | None = None
+) -> int:
+    """Run the daemon on `ledger` (closed at the end): ticks until signalled or `until`;
+    then `report` gets what it did (ledger positions, facts recorded, runs left active)."""
     engine = engine_on(ledger, settings.state_dir, node=settings.node)
     try:
         engine.claim()  # before anything is recorded: a refused daemon changes nothing
@@ -109,6 +112,7 @@ def serve(ledger: Ledger, settings: Settings) -> int:
             base = Options(draining=current.draining) if settings.options_file else current
             return options_from_mapping(dict(settings.options), base)
 
+        began_at = engine.snapshot.position
         engine.change_options(configured)
         _log_start(engine, settings)
         if settings.once:
@@ -123,6 +127,16 @@ def serve(ledger: Ledger, settings: Settings) -> int:
         s = engine.snapshot
         log.info("stopped at position %d, %d active runs", s.position, s.active)
         engine.close()
+    if report is not None:
+        report(
+            {
+                "node": settings.node,
+                "started_at_position": began_at,
+                "position": s.position,
+                "facts": s.position - began_at,
+                "active_runs": s.active,
+            }
+        )
     return 0
 
 

@@ -35,7 +35,10 @@ def err() -> Console:
 
 
 def emit_json(document: object) -> None:
-    """One JSON document on stdout (stable keys, ISO instants; see adapters/audit.py)."""
+    """One JSON document on stdout (stable keys, ISO instants; see adapters/audit.py). An
+    object says `"ok"` first (true unless it says otherwise: errors, a failed verify)."""
+    if isinstance(document, dict) and "ok" not in document:
+        document = {"ok": True, **document}
     sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
     sys.stdout.flush()
 

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from cronledger.adapters import daemon
+from cronledger.adapters.cli import output as o
 from cronledger.adapters.cli.context import Context, sqlite_path
 from cronledger.adapters.cli.values import duration
 from cronledger.adapters.config import options_from_mapping, read_options
@@ -67,7 +68,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             "or `cronledger apply`, or pass the right --ledger)",
             path,
         )
-    return daemon.serve(ledger, settings)
+    return daemon.serve(ledger, settings, report=o.emit_json if ctx.json else None)
 
 
 def settings_from(ctx: Context, args: argparse.Namespace) -> daemon.Settings:

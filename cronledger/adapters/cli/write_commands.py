@@ -161,13 +161,12 @@ def trigger(ctx: Context, args: argparse.Namespace) -> int:
 def submit(ctx: Context, args: argparse.Namespace) -> int:
     task = _task(args)  # bad input fails here, before a ledger exists
     engine = ctx.engine()
-    [queued] = engine.execute(task)
+    events = engine.execute(task)
+    queued = events[0]
     assert isinstance(queued, ev.EntryQueued)
-    if ctx.json:
-        o.emit_json({"submitted": queued.entry_id, "held": args.hold})
-    else:
-        held = f", held ({args.hold}) until released" if args.hold else ""
-        o.line(f"submitted {queued.entry_id}{held}")
+    held = f", held ({args.hold}) until released" if args.hold else ""
+    data = {"submitted": queued.entry_id, "held": args.hold}
+    _report(ctx, engine, events, f"submitted {queued.entry_id}{held}", data)
     return 0
 
 
