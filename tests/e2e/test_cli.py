@@ -1173,6 +1173,18 @@ def test_logs_of_a_run(ran: Ran) -> None:
     assert out["recorded_stderr"] == "boom\n"
 
 
+def test_logs_of_a_run_that_could_not_be_spawned_show_both_streams(cli: Cli) -> None:
+    """Each stream has its section, one with nothing recorded too (an explorer saw only
+    stderr's)."""
+    cli.ok("add", "np", "--every", "1h", "--", "/no/such/program")
+    cli.ok("trigger", "np")
+    cli.ok("run", "--once", "-q")
+    [run] = cli.json("history", "np")["runs"]
+    assert run["outcome"] == "failed" and run["reason"] == "spawn_failed", run
+    text = cli.ok("logs", run["run_id"])
+    assert "--- stdout (none recorded)" in text and "--- stderr" in text, text
+
+
 def test_explain_a_run_and_a_schedule(ran: Ran) -> None:
     first, last = ran.runs["ok"][0], ran.runs["ok"][-1]
     run, schedule, then, yearly = ran.cli.jsons(

@@ -310,7 +310,8 @@ def logs(ctx: Context, args: argparse.Namespace) -> int:
             ("stderr", out.recorded_stderr, out.recorded_stderr_dropped, recorded),
         ]
     for name, text, dropped, notes in sections:
-        if text is None:
+        if text is None:  # a call's stdout, a run lost or never spawned, an older fact
+            o.line(f"--- {name} (none recorded)")
             continue
         notes = [*notes, f"{dropped:,} earlier bytes dropped"] if dropped else notes
         o.line(f"--- {name}" + (f" ({'; '.join(notes)})" if notes else ""))
