@@ -12,6 +12,7 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import attrs
 from cronledger.adapters.call_runner import CallRunner
 from cronledger.adapters.clock import SystemClock
 from cronledger.adapters.config import options_from_mapping
-from cronledger.adapters.engine import Engine
+from cronledger.adapters.engine import CLAIM_WAIT_S, Engine
 from cronledger.adapters.ledger import Ledger, open_ledger
 from cronledger.adapters.ledger_store import redact_url
 from cronledger.adapters.process_runner import ProcessRunner
@@ -29,7 +30,7 @@ from cronledger.adapters.runner import Runners
 from cronledger.domain.commands import StartRun
 from cronledger.domain.instants import iso
 from cronledger.domain.values import Options
-from cronledger.errors import StateDirError
+from cronledger.errors import DaemonRunning, StateDirError
 
 ONCE_POLL_S = 0.05  # how often `--once` looks for the exits of the runs it started
 log = logging.getLogger("cronledger.daemon")
@@ -99,6 +100,7 @@ def serve(
 ) -> int:
     """Run the daemon on `ledger` (closed at the end): ticks until signalled or `until`;
     then `report` gets what it did (ledger positions, facts recorded, runs left active)."""
+    _refuse_early(ledger, settings.node)
     engine = engine_on(ledger, settings.state_dir, node=settings.node)
     try:
         engine.claim()  # before anything is recorded: a refused daemon changes nothing
@@ -138,6 +140,21 @@ def serve(
             }
         )
     return 0
+
+
+def _refuse_early(ledger: Ledger, node: str | None) -> None:
+    """DaemonRunning (the ledger closed) while another daemon holds our name after
+    CLAIM_WAIT_S, found by a probe that takes nothing: refused before the state dir is made
+    (the claim itself, taken next, is what counts)."""
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    try:
+        while ledger.claimed(node or ""):
+            if time.monotonic() >= deadline:
+                raise DaemonRunning(node)
+            time.sleep(0.05)
+    except BaseException:
+        ledger.close()
+        raise
 
 
 def run_once(engine: Engine, wait_ms: int) -> None:

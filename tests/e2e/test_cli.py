@@ -1632,8 +1632,10 @@ def test_a_second_daemon_under_the_same_name_is_refused_and_records_nothing(
             assert first.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         before = cli.position()
-        second = cli("run", "--once", "--max-workers", "1")
+        other_dir = tmp_path / "other-state"
+        second = cli("run", "--once", "--max-workers", "1", "--state-dir", str(other_dir))
         assert second.returncode == 1, shown(second)
+        assert not other_dir.exists(), "refused before its state dir was made"
         assert "another daemon is running on this ledger unnamed" in second.stderr
         assert "--node NAME" in second.stderr
         assert cli.position() == before, "the refused daemon recorded nothing"
