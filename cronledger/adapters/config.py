@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from cronledger.domain.durations import duration_ms
-from cronledger.domain.validation import validate_options
+from cronledger.domain.validation import validate_options, validate_slots
 from cronledger.domain.values import Options
 from cronledger.errors import InvalidInput
 
@@ -52,6 +52,7 @@ def options_from_mapping(table: dict[str, Any], base: Options, where: str = "opt
     options = attrs.evolve(base, **changes)
     try:
         validate_options(options)
+        validate_slots(options, changes)
     except InvalidInput as error:
         key = next((k for k, (f, _) in _KEYS.items() if f == error.field), error.field)
         raise InvalidInput(f"{where}.{key}", error.problem, error.fix) from None

@@ -114,7 +114,7 @@ def serve(
             base = Options(draining=current.draining) if settings.options_file else current
             return options_from_mapping(dict(settings.options), base)
 
-        began_at = engine.snapshot.position
+        began_at, appended = engine.snapshot.position, engine.facts_appended
         engine.change_options(configured)
         _log_start(engine, settings)
         if settings.once:
@@ -135,7 +135,7 @@ def serve(
                 "node": settings.node,
                 "started_at_position": began_at,
                 "position": s.position,
-                "facts": s.position - began_at,
+                "facts": engine.facts_appended - appended,  # its own, not other writers'
                 "active_runs": s.active,
             }
         )

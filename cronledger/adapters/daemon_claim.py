@@ -14,6 +14,7 @@ another daemon took it meanwhile.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import hashlib
@@ -218,13 +219,31 @@ def postgres_prober(connect: Callable[[], Any], schema: str) -> Prober:
     return claimed
 
 
-_APP_PREFIX = "cronledger claim "
+_APP_PREFIX = "cronledger"  # then ":" + the key percent-encoded, or "=" + it in base64url
+_APP_MAX = 63  # the bytes PostgreSQL keeps of an application_name
 
 
 def _app_name(key: str) -> str:
-    """A claim connection's `application_name`: the key percent-encoded (PostgreSQL keeps
-    printable ASCII only), cut to the server's 63 bytes (a longer one is not listed)."""
-    return (_APP_PREFIX + quote(key, safe=""))[:63]
+    """A claim connection's `application_name`: the key percent-encoded, or in base64url
+    where that is shorter (PostgreSQL keeps printable ASCII only), cut to the server's 63
+    bytes: a plain name of up to 52 characters, or of up to 39 bytes of UTF-8, is listed."""
+    percent = f"{_APP_PREFIX}:{quote(key, safe='')}"
+    packed = f"{_APP_PREFIX}={base64.urlsafe_b64encode(key.encode()).decode().rstrip('=')}"
+    return min(percent, packed, key=len)[:_APP_MAX]
+
+
+def _app_key(name: str) -> str | None:
+    """The key an `application_name` of `_app_name` names, None if it names none."""
+    body = name[len(_APP_PREFIX) + 1 :]
+    marker = name[len(_APP_PREFIX) : len(_APP_PREFIX) + 1]
+    if marker == ":":
+        return unquote(body)
+    if marker == "=":
+        try:
+            return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return None
 
 
 def postgres_lister(connect: Callable[[], Any], schema: str) -> Lister:
@@ -246,7 +265,9 @@ def postgres_lister(connect: Callable[[], Any], schema: str) -> Lister:
             conn.close()
         keys: set[str] = set()
         for app, high, low in rows:
-            key = unquote(app[len(_APP_PREFIX) :])
+            key = _app_key(app)
+            if key is None:
+                continue
             number = _lock_number(schema, key) & 0xFFFFFFFFFFFFFFFF
             if (number >> 32, number & 0xFFFFFFFF) == (high, low):
                 keys.add(key)

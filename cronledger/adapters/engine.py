@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
 from types import FrameType
 from typing import TypeVar
@@ -110,6 +111,7 @@ class Engine:
         # while it runs (see start()); None is the unnamed daemon.
         self.node = node
         self.claim_wait_s = CLAIM_WAIT_S
+        self.facts_appended = 0  # by this engine (other writers' facts are not counted)
         self.claim_check_s = CLAIM_CHECK_S
         self.clock: Clock = clock or SystemClock()
         self.runner = runner
@@ -193,6 +195,7 @@ class Engine:
                 )
                 continue
             self._snapshot = after if after is not None else apply_all(snapshot, events)
+            self.facts_appended += len(events)
             self._publish(events)
             return tuple(events)
         raise LedgerConflict(self._snapshot.position)
@@ -514,6 +517,10 @@ class Engine:
                 raise DaemonRunning(self.node)
             time.sleep(0.05)
         self._claim = release
+        # An engine dropped without close() (a test's scheduler that only ticked) lets go of
+        # its claim when collected: the claim would otherwise hold the name, and a memory
+        # store, until the process ends (found by a review).
+        weakref.finalize(self, release)
 
     def _runs_to_adopt(self) -> tuple[list[ActiveRun], list[str]]:
         """(runs to adopt, ids of runs left to a running daemon).

@@ -15,6 +15,7 @@ from cronledger.domain.triggers import Trigger, anchored, next_fire_after
 from cronledger.domain.validation import (
     changed_fields,
     validate_options,
+    validate_slots,
     validate_spec,
     validate_submit,
 )
@@ -145,6 +146,7 @@ def handle(snapshot: Snapshot, command: cmd.UserCommand, now: int) -> Events:
         changed = changed_fields(snapshot.options, options)
         if not changed:
             return ()
+        validate_slots(options, changed)
         return (ev.OptionsChanged(at=now, options=options, changed=changed),)
 
     raise InvalidInput("command", f"{command!r} is not a command", "see cronledger.commands")

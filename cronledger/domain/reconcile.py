@@ -113,9 +113,11 @@ RULES = 3
 
 
 def _ended_past_deadline(run: ActiveRun, exit: RunExit, rules: int) -> bool:
-    """The process ran past the run's deadline (rules 3): a timeout, however it ended."""
+    """The process ran past the run's deadline with no cancel sent (rules 3): a timeout,
+    however it ended. (A run an operator or REPLACE cancelled stays cancelled.)"""
     return (
         rules >= 3
+        and run.cancelling is None
         and run.deadline is not None
         and exit.kind not in (ExitKind.LOST, ExitKind.SPAWN_FAILED)
         and exit.finished_at > run.deadline

@@ -123,6 +123,7 @@ def validate_trigger(trigger: Trigger, *, now_ms: int) -> None:
                 "trigger.timezone", f"{trigger.timezone!r} is not a string", "use 'Europe/Berlin'"
             )
         _compile(trigger.expr)
+        _check_ranges_run_forwards(trigger.expr)
         _zone(trigger.timezone)
     elif isinstance(trigger, Every):
         if not is_int(trigger.interval_ms) or trigger.interval_ms < MIN_INTERVAL_MS:
@@ -213,18 +214,6 @@ def _check_field(index: int, token: str, shown: str) -> None:
         if equal and _same_bound(equal.group(1), equal.group(2)):
             # croniter reads an equal range such as 5-5 as the whole field: refuse the trap.
             raise _field_error(index, shown, f"the range {part!r} has equal bounds")
-        if equal:
-            low, high = _bound(index, equal.group(1)), _bound(index, equal.group(2))
-            if low is not None and high is not None and low > high:
-                # croniter wraps it around (5-1: 5..59 and 0..1), classic cron refuses it
-                first, last = _FIELD_SPAN[index]
-                raise InvalidInput(
-                    "trigger.expr",
-                    f"{_FIELD_NAMES[index]} field {shown!r} is not valid: the range {part!r} "
-                    "runs backwards",
-                    f"write the values in order, e.g. {equal.group(1)}-{last},{first}-"
-                    f"{equal.group(2)} for a range that wraps around",
-                )
     probe = ["*"] * 5
     probe[index] = token
     try:
@@ -233,6 +222,35 @@ def _check_field(index: int, token: str, shown: str) -> None:
         raise _field_error(index, shown, "plain days cannot be listed with '#' days") from exc
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise _field_error(index, shown) from exc
+
+
+def _check_ranges_run_forwards(expr: str) -> None:
+    """New input only (`validate_trigger`): a range that runs backwards (22-2) is refused.
+    croniter wraps it around (22..23 and 0..2), classic cron refuses it, and a typo such as
+    5-1 would fire 57 minutes an hour. The matcher (`_compile`) still takes it, so that a
+    schedule an older version recorded keeps firing and re-planning as it did."""
+    text = expr.strip().lower()
+    if text.startswith("@"):
+        return
+    fields, shown = _FIELDS_RE.findall(text), _FIELDS_RE.findall(expr)
+    for index, token in enumerate(fields):
+        for part in token.split(","):
+            found = _EQUAL_RANGE_RE.match(part)
+            if found is None:
+                continue
+            low, high = _bound(index, found.group(1)), _bound(index, found.group(2))
+            if low is None or high is None or low <= high:
+                continue
+            first, last = _FIELD_SPAN[index]
+            step = found.group(3) or ""
+            raise InvalidInput(
+                "trigger.expr",
+                f"{_FIELD_NAMES[index]} field {shown[index]!r} is not valid: the range "
+                f"{part!r} runs backwards",
+                f"write the values in order, e.g. {found.group(1)}-{last}{step},{first}-"
+                f"{found.group(2)}{step} for a range that wraps around (a step starts again "
+                "at the second range's start)",
+            )
 
 
 _FIELD_SPAN = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 import attrs
 
@@ -228,13 +229,6 @@ def validate_options(options: Options) -> None:
         raise InvalidInput("draining", f"{options.draining!r} is not True or False", "use a bool")
     for field in ("slot_headroom", "fallback_headroom"):
         _non_negative(getattr(options, field), field, "use 0 or more")
-    if options.slot_headroom >= options.max_workers:  # (§6: no slot would ever be free)
-        raise InvalidInput(
-            "slot_headroom",
-            f"{options.slot_headroom} leaves no slot free of max_workers {options.max_workers}: "
-            "nothing would ever be dispatched",
-            "use less than max_workers, e.g. 0, or raise max_workers above it",
-        )
     _duration(options.misfire_grace_ms, "misfire_grace_ms", "use 0 or more, e.g. 60s")
     tail = options.output_tail_bytes
     if not isinstance(tail, int) or isinstance(tail, bool) or not 0 <= tail <= OUTPUT_TAIL_LIMIT:
@@ -242,6 +236,29 @@ def validate_options(options: Options) -> None:
             "output_tail_bytes",
             f"{tail!r} is not a byte count from 0 to {OUTPUT_TAIL_LIMIT:,}",
             f"use e.g. 4096 (the default); 0 records no output; at most {OUTPUT_TAIL_LIMIT}",
+        )
+
+
+def validate_slots(options: Options, changed: Collection[str]) -> None:
+    """A change of `max_workers` or `slot_headroom` (the fields named in `changed`) must leave
+    a slot free (§6: with `slot_headroom >= max_workers` nothing is ever dispatched). Checked
+    only when one of them changes, so that options an older version recorded never block a
+    change of something else (draining, say); the error names the field that changed."""
+    if options.slot_headroom < options.max_workers:
+        return
+    if "slot_headroom" in changed:
+        raise InvalidInput(
+            "slot_headroom",
+            f"{options.slot_headroom} leaves no slot free of max_workers {options.max_workers}: "
+            "nothing would ever be dispatched",
+            "use less than max_workers, e.g. 0, or raise max_workers above it",
+        )
+    if "max_workers" in changed:
+        raise InvalidInput(
+            "max_workers",
+            f"{options.max_workers} leaves no slot free with slot_headroom "
+            f"{options.slot_headroom}: nothing would ever be dispatched",
+            f"use more than slot_headroom ({options.slot_headroom}), or lower slot_headroom",
         )
 
 

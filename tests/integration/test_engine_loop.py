@@ -6,6 +6,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import orjson
 import pytest
@@ -1114,6 +1115,37 @@ def test_an_engine_that_only_ticks_is_refused_beside_a_daemon_of_its_name() -> N
         engine.close()
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_an_engine_dropped_without_close_lets_go_of_its_claim(kind: str, tmp_path: Path) -> None:
+    """A test's engine that only ticked and was never closed: its claim goes when it is
+    collected (a review found 50 dropped schedulers pinning 50 memory ledgers, and an
+    unclosed SQLite one holding its name until the process ended)."""
+    import gc
+
+    from cronledger.adapters import daemon_claim
+
+    url = (
+        f"memory://dropped-{time.monotonic_ns()}"
+        if kind == "memory"
+        else f"sqlite:///{tmp_path / 'l.db'}"
+    )
+    probe = open_ledger(url)
+    engine = Engine(open_ledger(url), FakeClock(T0), FakeRunner(Script(HOUR)), node="n")
+    engine.submit(Call("work"))
+    engine.tick()
+    assert probe.claimed("n")
+    del engine
+    gc.collect()
+    assert not probe.claimed("n"), "released when collected"
+    taken = probe.claim("n")
+    assert taken is not None
+    taken()
+    if kind == "memory":  # and the registry no longer pins the store
+        assert not any(
+            keys for store, keys in daemon_claim._HELD.values() if store is probe.events_recorder
+        )  # type: ignore[attr-defined]
+
+
 def test_runs_without_a_node_are_adopted_by_any_engine() -> None:
     clock = FakeClock(T0)
     url = f"memory://unnamed-{time.monotonic_ns()}"
@@ -1170,3 +1202,17 @@ def test_an_engine_forgets_the_cancels_it_sent_once_the_runs_ended_elsewhere() -
     b.tick()
     a.refresh()
     assert not a.snapshot.runs and run_id not in a._cancels_sent, "kept for a run long gone"
+
+
+def test_an_engine_counts_the_facts_it_appended_not_other_writers() -> None:
+    """`run --json` reports `facts` from this count (a review: a position difference counted
+    other daemons' and the CLI's facts too)."""
+    url = f"memory://counted-{time.monotonic_ns()}"
+    mine = Engine(open_ledger(url), FakeClock(T0), None)
+    other = Engine(open_ledger(url), FakeClock(T0), None)
+    other.submit(Call("a"))
+    other.submit(Call("b"))
+    mine.refresh()
+    assert (mine.facts_appended, other.facts_appended) == (0, 2)
+    mine.submit(Call("c"))
+    assert (mine.facts_appended, mine.snapshot.position) == (1, 3)

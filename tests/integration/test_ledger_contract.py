@@ -69,11 +69,15 @@ def test_claimants_names_the_claims_held_now_from_any_handle(
 ) -> None:
     first, second = make_ledger(), make_ledger()
     assert second.claimants() == [], "no daemon yet"
-    long_name = "n" * 40
-    odd_name = "node ä/b c%"  # not ASCII, a slash, a space, a percent sign
+    long_name = "n" * 52  # (PostgreSQL keeps 63 bytes of a connection's application_name)
+    odd_name = "node ä/b c% d e f g h i j k"  # not ASCII, slashes, spaces, a percent sign
+    wide = "ä" * 19  # 38 bytes of UTF-8
     claims = [first.claim(key) for key in ("", "node-b", odd_name, long_name)]
     assert all(c is not None for c in claims)
-    assert second.claimants() == sorted(["", "node-b", odd_name, long_name])
+    held_wide = first.claim(wide)
+    assert held_wide is not None
+    assert second.claimants() == sorted(["", "node-b", odd_name, long_name, wide])
+    held_wide()
     assert second.claimants() == first.claimants(), "listing took nothing"
     assert second.claim("node-b") is None, "still held after the listings"
     unnamed, node_b, odd, long_one = claims

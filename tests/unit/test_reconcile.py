@@ -10,6 +10,7 @@ from cronledger.adapters.fake_runner import Script
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
 from cronledger.domain.explain import explain
+from cronledger.domain.handlers import handle
 from cronledger.domain.reconcile import (
     RecordedOutput,
     bound_exits,
@@ -29,6 +30,7 @@ from cronledger.domain.values import (
 from cronledger.domain.verify import verify
 from cronledger.errors import InvalidInput
 from cronledger.projectors import tasks
+from cronledger.projectors.snapshot import apply
 from cronledger.projectors.tasks import TaskStatus
 from tests.harness import MINUTE, SECOND, T0, World, spec
 
@@ -152,6 +154,15 @@ def test_a_run_that_ended_past_its_deadline_with_no_cancel_sent_is_a_timeout() -
         assert any(isinstance(e, ev.RetryPlanned) for e in events)
     [ok] = reconcile_exits(w.snapshot, [ended(run.deadline)], now)
     assert isinstance(ok, ev.RunSucceeded)
+    # a run an operator cancelled (before its deadline) stays cancelled, whenever it ends
+    cancelled = w.snapshot
+    for fact in handle(cancelled, cmd.CancelEntry(run.entry_id), T0 + MINUTE + SECOND):
+        cancelled = apply(cancelled, fact)
+    assert cancelled.runs[run.run_id].cancelling is not None
+    events = reconcile_exits(cancelled, [ended(run.deadline + 1, -15)], now)
+    [stopped] = [e for e in events if isinstance(e, ev.RunFailed)]
+    assert (stopped.reason, stopped.final) == ("cancelled", True), "never retried (a review)"
+    assert not any(isinstance(e, ev.RetryPlanned) for e in events)
     lost = RunExit(run_id=run.run_id, kind=ExitKind.LOST, finished_at=now, error="no state file")
     assert isinstance(reconcile_exits(w.snapshot, [lost], now)[0], ev.RunLost), "still lost"
     # ticks planned by the rules before (2) re-plan as they were: a success

@@ -483,3 +483,24 @@ def test_cron_fires_between_counts_like_croniter_range(expr: str, first: int, le
         len(expected),
         expected[-1] if expected else None,
     )
+
+
+def test_a_backwards_range_an_older_version_recorded_still_fires_and_verifies() -> None:
+    """The backwards-range check is for new input only: a ledger that holds `0 22-2 * * *`
+    (recorded before the check) still fires at 22, 23, 0, 1, 2 and re-plans alike (a review
+    found `verify`, `show` and the daemon refusing such a ledger)."""
+    from cronledger.domain import events as ev
+    from cronledger.domain.verify import verify
+    from tests.harness import MINUTE, T0, World, spec
+
+    w = World()
+    wrapping = spec("wrap", trigger=Cron("0 22-2 * * *"))
+    first = next_fire_after(wrapping.trigger, T0)
+    assert first is not None
+    w.record([ev.ScheduleAdded(at=T0, spec=wrapping, next_fire_at=first, due_at=first)])
+    w.run_until(T0 + 24 * 60 * MINUTE, step=MINUTE)
+    hours = sorted(
+        {datetime.fromtimestamp(f.nominal / 1000, UTC).hour for f in w.of(ev.FireRecorded)}
+    )
+    assert hours == [0, 1, 2, 22, 23]
+    assert verify(enumerate(w.log, 1)).ok

@@ -277,3 +277,23 @@ def test_a_jitter_that_would_push_a_fire_past_year_9999_is_refused() -> None:
     with pytest.raises(InvalidInput) as caught:
         w.add(spec("job", trigger=At("9999-12-31T23:59:59Z"), jitter_ms=3_600_000))
     assert caught.value.field == "jitter"
+
+
+def test_a_change_must_leave_a_slot_free_but_old_options_never_block_other_changes() -> None:
+    """slot_headroom >= max_workers dispatches nothing: refused when either changes, naming
+    the one that changed; options an older version recorded that way do not block a change of
+    something else, such as the drain a SIGTERM records (found by a review)."""
+    from cronledger.domain import events as ev
+
+    w = World()
+    with pytest.raises(InvalidInput) as headroom:
+        w.do(cmd.ChangeOptions(Options(max_workers=2, slot_headroom=2)))
+    assert headroom.value.field == "slot_headroom"
+    stale = Options(max_workers=4, slot_headroom=4)  # as an older version could record
+    w.record([ev.OptionsChanged(at=T0, options=stale, changed=("max_workers", "slot_headroom"))])
+    [drain] = w.do(cmd.ChangeOptions(Options(max_workers=4, slot_headroom=4, draining=True)))
+    assert isinstance(drain, ev.OptionsChanged) and drain.changed == ("draining",)
+    with pytest.raises(InvalidInput) as workers:
+        w.do(cmd.ChangeOptions(Options(max_workers=3, slot_headroom=4, draining=True)))
+    assert workers.value.field == "max_workers" and "slot_headroom (4)" in workers.value.fix
+    w.do(cmd.ChangeOptions(Options(max_workers=5, slot_headroom=4)))  # a slot free again

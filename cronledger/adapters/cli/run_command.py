@@ -9,7 +9,7 @@ from typing import Any
 
 from cronledger.adapters import daemon
 from cronledger.adapters.cli import output as o
-from cronledger.adapters.cli.context import Context, sqlite_path
+from cronledger.adapters.cli.context import Context, flags, sqlite_path
 from cronledger.adapters.cli.values import duration
 from cronledger.adapters.config import options_from_mapping, read_options
 from cronledger.domain.instants import iso, parse_instant
@@ -68,7 +68,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             "or `cronledger apply`, or pass the right --ledger)",
             path,
         )
-    return daemon.serve(ledger, settings, report=o.emit_json if ctx.json else None)
+    # (--max-workers alone changes the options in force, known only once the ledger is open)
+    with flags(**{"options.max_workers": "--max-workers"}):
+        return daemon.serve(ledger, settings, report=o.emit_json if ctx.json else None)
 
 
 def settings_from(ctx: Context, args: argparse.Namespace) -> daemon.Settings:
@@ -109,17 +111,7 @@ def _node(name: str | None) -> str | None:
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """The `[options]` keys to apply: the --config file's, then --max-workers."""
-    table: dict[str, Any] = {}
-    if args.config is not None:
-        table = read_options(args.config)
-        try:
-            # validate_options checks each key alone, so keys valid on the defaults are valid
-            # on the ledger's options too: nothing needs opening to check them
-            options_from_mapping(table, Options())
-        except InvalidInput as error:
-            raise InvalidInput(
-                "--config", f"{args.config}: {error.field}: {error.problem}", error.fix
-            ) from None
+    table: dict[str, Any] = read_options(args.config) if args.config is not None else {}
     if args.max_workers is not None:
         if args.max_workers < 1:
             raise InvalidInput(
@@ -128,4 +120,15 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
                 "e.g. --max-workers 8",
             )
         table["max_workers"] = args.max_workers
+    if args.config is not None:
+        try:
+            # a file is the whole table (over the defaults), so the options it gives, with
+            # --max-workers over them, can be checked whole before anything is opened
+            options_from_mapping(table, Options())
+        except InvalidInput as error:
+            if args.max_workers is not None and error.field == "options.max_workers":
+                raise InvalidInput("--max-workers", error.problem, error.fix) from None
+            raise InvalidInput(
+                "--config", f"{args.config}: {error.field}: {error.problem}", error.fix
+            ) from None
     return table
