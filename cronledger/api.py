@@ -561,10 +561,11 @@ def open(
     By default it runs commands as supervised subprocesses (their files under `state_dir`,
     default beside an SQLite ledger) and `Call` targets on `max_threads` threads, on the system
     clock. Pass `clock` (e.g. a FakeClock) and/or `runner` (e.g. a FakeRunner) for tests.
-    `node` names this engine on the runs it starts; `run()`, and the first `tick()`, claim the
-    name on the ledger until `close()` (one running daemon per name, None included:
-    DaemonRunning otherwise); `run()` also adopts its own active runs, plus those of daemons
-    not running that it may take (README: "several daemons").
+    `node` names this engine on the runs it starts; `run()`, and the first `tick()` on a
+    ledger others can reach (not an anonymous memory://), claim the name until `close()` (one
+    running daemon per name, None included: DaemonRunning otherwise); `run()` also adopts its
+    own active runs, plus those of daemons not running that it may take (README: "several
+    daemons").
     """
     from cronledger.adapters.daemon import build_engine, default_state_dir
     from cronledger.adapters.engine import Engine

@@ -19,7 +19,6 @@ import os
 import signal
 import threading
 import time
-import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
 from types import FrameType
 from typing import TypeVar
@@ -340,8 +339,11 @@ class Engine:
         # the append (a foreign write since our snapshot is a LedgerConflict: catch up, decide
         # again), and one that appends nothing checks after planning (below).
         in_loop = self._defer_started
-        if not in_loop and self.runner is not None and self._claim is None:
-            self.claim()  # an engine that starts runs is a daemon: one per name on a ledger
+        if not in_loop and self.runner is not None and self._claim is None and self.ledger.shared:
+            # an engine that starts runs is a daemon: one per name on a ledger others can
+            # reach (a private memory ledger, a test's, needs none: nothing could collide,
+            # and a dropped test scheduler would pin its claim and its store)
+            self.claim()
         if not in_loop and self.ledger.position() != self._snapshot.position:
             self.refresh()
         now = self.clock.now()
@@ -517,10 +519,6 @@ class Engine:
                 raise DaemonRunning(self.node)
             time.sleep(0.05)
         self._claim = release
-        # An engine dropped without close() (a test's scheduler that only ticked) lets go of
-        # its claim when collected: the claim would otherwise hold the name, and a memory
-        # store, until the process ends (found by a review).
-        weakref.finalize(self, release)
 
     def _runs_to_adopt(self) -> tuple[list[ActiveRun], list[str]]:
         """(runs to adopt, ids of runs left to a running daemon).

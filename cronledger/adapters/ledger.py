@@ -24,6 +24,7 @@ class Ledger(Protocol):
     """An append-only, optimistically locked event stream (positions 1..position())."""
 
     url: str
+    shared: bool  # can another handle reach it? (False: an anonymous memory:// ledger)
 
     def claim(self, key: str) -> Claim | None:
         """Take the daemon claim `key` (a node name, "" for the unnamed daemon) for as long as

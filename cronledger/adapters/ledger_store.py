@@ -109,6 +109,7 @@ class RecorderLedger:
         lister: Lister | None = None,
     ) -> None:
         self.url = url
+        self.shared = True  # (an anonymous memory ledger: False, set by _open_memory)
         self._claimer = claimer or memory_claimer(events)
         self._prober = prober or memory_prober(events)
         self._lister = lister or memory_lister(events)
@@ -385,6 +386,7 @@ def _open_memory(url: str, codec: EventCodec) -> RecorderLedger:
     ledger = RecorderLedger(
         url, events=events, snapshots=snapshots, codec=codec, snapshots_in_version_order=False
     )
+    ledger.shared = bool(name)  # memory:// alone is private to this handle
     if isinstance(events, POPOAggregateRecorder):
         ledger._read_rows = _popo_row_reader(events, ledger._select_rows)
     return ledger

@@ -263,6 +263,7 @@ def spec_from_table(
     where: str = "",
     past_at_ok: bool = False,
     base_dir: str | None = None,
+    new_trigger: bool = True,
 ) -> ScheduleSpec:
     """Validate one schedule table (file keys, see `KEYS`) into a `ScheduleSpec`.
 
@@ -285,7 +286,7 @@ def spec_from_table(
     except InvalidInput as error:
         raise InvalidInput(table_field, error.problem, error.fix) from None
     p = _Parser(table, where, now_ms, base_dir)
-    trigger = p.trigger(past_at_ok)
+    trigger = p.trigger(past_at_ok, new_trigger)
     target = p.target()
     concurrency = p.choice("concurrency", _CONCURRENCY, ConcurrencyPolicy.FORBID)
     misfire = p.choice("misfire", _MISFIRE, MisfirePolicy.SKIP)
@@ -330,7 +331,7 @@ def spec_from_table(
     if past_at_ok and isinstance(trigger, At):
         check_at = min(now_ms, trigger.instant_ms - 1)
     try:
-        validate_spec(spec, now_ms=check_at)
+        validate_spec(spec, now_ms=check_at, new_trigger=new_trigger)
     except InvalidInput as error:
         raise _renamed(error, where) from None
     paused_from_table(table, where=where)
@@ -453,7 +454,7 @@ class _Parser:
             raise InvalidInput(self.field(key), f"{text!r} is not a policy", f"choose {names}")
         return value
 
-    def trigger(self, past_at_ok: bool) -> Trigger:
+    def trigger(self, past_at_ok: bool, new: bool = True) -> Trigger:
         given = [k for k in TRIGGER_KEYS if k in self.table]
         if not given:
             raise InvalidInput(
@@ -495,7 +496,7 @@ class _Parser:
         if past_at_ok and isinstance(trigger, At):
             now = min(now, trigger.instant_ms - 1)
         try:
-            validate_trigger(trigger, now_ms=now)
+            validate_trigger(trigger, now_ms=now, new=new)
         except InvalidInput as error:
             raise _renamed(error, self.where) from None
         return trigger

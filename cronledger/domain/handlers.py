@@ -64,7 +64,7 @@ def handle(snapshot: Snapshot, command: cmd.UserCommand, now: int) -> Events:
         spec = _with_anchor(command.spec, old.spec.trigger, now)
         if spec == old.spec:
             return ()
-        validate_spec(spec, now_ms=now)
+        validate_spec(spec, now_ms=now, new_trigger=spec.trigger != old.spec.trigger)
         if spec.trigger == old.spec.trigger and spec.jitter_ms == old.spec.jitter_ms:
             nominal, due = old.next_fire_at, old.due_at
         else:

@@ -108,8 +108,9 @@ def _release_waiting(snapshot: Snapshot, entry: Entry, now: int) -> list[ev.Even
 # The planner's rules, recorded in each tick header so that `verify` re-plans an old tick by
 # the rules it was decided by. 2: a timed-out run that exits 0 is a timeout failure (1: a
 # success). 3: so is a run whose process ended past its deadline with no cancel sent (it ended
-# while no daemon watched it, or just before the cancel reached it).
-RULES = 3
+# while no daemon watched it, or just before the cancel reached it); 4: but not one an operator
+# or REPLACE cancelled (3 made that a timeout, and retried it).
+RULES = 4
 
 
 def _ended_past_deadline(run: ActiveRun, exit: RunExit, rules: int) -> bool:
@@ -117,7 +118,7 @@ def _ended_past_deadline(run: ActiveRun, exit: RunExit, rules: int) -> bool:
     however it ended. (A run an operator or REPLACE cancelled stays cancelled.)"""
     return (
         rules >= 3
-        and run.cancelling is None
+        and (run.cancelling is None or rules < 4)
         and run.deadline is not None
         and exit.kind not in (ExitKind.LOST, ExitKind.SPAWN_FAILED)
         and exit.finished_at > run.deadline

@@ -111,8 +111,10 @@ _DAY_MS = 86_400_000
 # --- validation -----------------------------------------------------------------------------
 
 
-def validate_trigger(trigger: Trigger, *, now_ms: int) -> None:
-    """Reject a trigger that cannot be registered, with a message naming the field and the fix."""
+def validate_trigger(trigger: Trigger, *, now_ms: int, new: bool = True) -> None:
+    """Reject a trigger that cannot be registered, with a message naming the field and the fix.
+    `new=False` for a trigger a schedule already has (an update of its other settings): what
+    only new input is held to (cron ranges that run forwards) is not asked of it."""
     if isinstance(trigger, Cron):
         if not isinstance(trigger.expr, str):
             raise InvalidInput(
@@ -123,7 +125,8 @@ def validate_trigger(trigger: Trigger, *, now_ms: int) -> None:
                 "trigger.timezone", f"{trigger.timezone!r} is not a string", "use 'Europe/Berlin'"
             )
         _compile(trigger.expr)
-        _check_ranges_run_forwards(trigger.expr)
+        if new:
+            _check_ranges_run_forwards(trigger.expr)
         _zone(trigger.timezone)
     elif isinstance(trigger, Every):
         if not is_int(trigger.interval_ms) or trigger.interval_ms < MIN_INTERVAL_MS:

@@ -171,10 +171,11 @@ def validate_target(target: Target, field: str = "target") -> None:
         raise InvalidInput(field, f"{target!r} is not a target", "use Command(...) or Call(...)")
 
 
-def validate_spec(spec: ScheduleSpec, *, now_ms: int) -> None:
-    """Reject a spec that cannot be scheduled, naming the field."""
+def validate_spec(spec: ScheduleSpec, *, now_ms: int, new_trigger: bool = True) -> None:
+    """Reject a spec that cannot be scheduled, naming the field (`new_trigger=False`: its
+    trigger is the one the schedule has, see `validate_trigger`)."""
     validate_schedule_id(spec.id)
-    validate_trigger(spec.trigger, now_ms=now_ms)
+    validate_trigger(spec.trigger, now_ms=now_ms, new=new_trigger)
     validate_target(spec.target)
     if not isinstance(spec.concurrency, ConcurrencyPolicy):
         raise InvalidInput(

@@ -6,7 +6,6 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import orjson
 import pytest
@@ -1115,35 +1114,30 @@ def test_an_engine_that_only_ticks_is_refused_beside_a_daemon_of_its_name() -> N
         engine.close()
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-def test_an_engine_dropped_without_close_lets_go_of_its_claim(kind: str, tmp_path: Path) -> None:
-    """A test's engine that only ticked and was never closed: its claim goes when it is
-    collected (a review found 50 dropped schedulers pinning 50 memory ledgers, and an
-    unclosed SQLite one holding its name until the process ended)."""
+def test_an_engine_on_a_private_memory_ledger_claims_nothing_when_it_ticks() -> None:
+    """No other handle can reach an anonymous memory:// ledger, so its engine's ticks claim no
+    name: a test scheduler dropped without close() pins nothing (a review found 50 dropped
+    schedulers pinning 50 memory ledgers through their claims). Shared ones claim."""
     import gc
 
     from cronledger.adapters import daemon_claim
+    from cronledger.testing import scheduler
 
-    url = (
-        f"memory://dropped-{time.monotonic_ns()}"
-        if kind == "memory"
-        else f"sqlite:///{tmp_path / 'l.db'}"
-    )
-    probe = open_ledger(url)
-    engine = Engine(open_ledger(url), FakeClock(T0), FakeRunner(Script(HOUR)), node="n")
-    engine.submit(Call("work"))
-    engine.tick()
-    assert probe.claimed("n")
-    del engine
+    before = len(daemon_claim._HELD)
+    for _ in range(5):
+        s = scheduler()
+        s.add("x", "every 1m", ["true"])
+        s.advance("10m")
+        del s
     gc.collect()
-    assert not probe.claimed("n"), "released when collected"
-    taken = probe.claim("n")
-    assert taken is not None
-    taken()
-    if kind == "memory":  # and the registry no longer pins the store
-        assert not any(
-            keys for store, keys in daemon_claim._HELD.values() if store is probe.events_recorder
-        )  # type: ignore[attr-defined]
+    assert len(daemon_claim._HELD) == before, "nothing claimed, nothing pinned"
+    url = f"memory://shared-{time.monotonic_ns()}"
+    shared = Engine(open_ledger(url), FakeClock(T0), FakeRunner(Script(HOUR)), node="n")
+    shared.tick()
+    probe = open_ledger(url)
+    assert probe.claimed("n"), "a ledger others can reach: its ticks claim"
+    shared.close()
+    assert not probe.claimed("n")
 
 
 def test_runs_without_a_node_are_adopted_by_any_engine() -> None:

@@ -156,13 +156,20 @@ def test_a_run_that_ended_past_its_deadline_with_no_cancel_sent_is_a_timeout() -
     assert isinstance(ok, ev.RunSucceeded)
     # a run an operator cancelled (before its deadline) stays cancelled, whenever it ends
     cancelled = w.snapshot
-    for fact in handle(cancelled, cmd.CancelEntry(run.entry_id), T0 + MINUTE + SECOND):
+    cancelled_facts = handle(cancelled, cmd.CancelEntry(run.entry_id), T0 + MINUTE + SECOND)
+    for fact in cancelled_facts:
         cancelled = apply(cancelled, fact)
     assert cancelled.runs[run.run_id].cancelling is not None
     events = reconcile_exits(cancelled, [ended(run.deadline + 1, -15)], now)
     [stopped] = [e for e in events if isinstance(e, ev.RunFailed)]
     assert (stopped.reason, stopped.final) == ("cancelled", True), "never retried (a review)"
     assert not any(isinstance(e, ev.RetryPlanned) for e in events)
+    # a tick planned by rules 3 (which made it a timeout, and retried it) still verifies
+    late = ended(run.deadline + 1, -15)
+    cancel_log = [*w.log, *cancelled_facts]
+    old3 = plan_tick(cancelled, now, [late], rules=3)
+    assert any(isinstance(e, ev.RetryPlanned) for e in old3.events)
+    assert verify(enumerate([*cancel_log, *old3.events], 1)).ok
     lost = RunExit(run_id=run.run_id, kind=ExitKind.LOST, finished_at=now, error="no state file")
     assert isinstance(reconcile_exits(w.snapshot, [lost], now)[0], ev.RunLost), "still lost"
     # ticks planned by the rules before (2) re-plan as they were: a success

@@ -504,3 +504,16 @@ def test_a_backwards_range_an_older_version_recorded_still_fires_and_verifies() 
     )
     assert hours == [0, 1, 2, 22, 23]
     assert verify(enumerate(w.log, 1)).ok
+    # its other settings can still be changed (the trigger it has is not new input) ...
+    from cronledger.adapters.schedules_file import spec_from_table
+    from cronledger.domain import commands as cmd
+
+    [updated] = w.do(cmd.UpdateSchedule(attrs.evolve(wrapping, priority=5)))
+    assert isinstance(updated, ev.ScheduleUpdated) and updated.spec.priority == 5
+    table = {"cron": "0 22-2 * * *", "command": ["true"], "priority": 6}
+    assert spec_from_table("wrap", table, now_ms=T0, new_trigger=False).priority == 6  # CLI
+    # ... but a new backwards trigger is refused
+    with pytest.raises(InvalidInput, match="runs backwards"):
+        w.do(cmd.UpdateSchedule(attrs.evolve(wrapping, trigger=Cron("0 23-1 * * *"))))
+    with pytest.raises(InvalidInput, match="runs backwards"):
+        spec_from_table("wrap", table, now_ms=T0)

@@ -31,9 +31,18 @@ from cronledger.errors import InvalidInput, UnknownSchedule
 CLI_PRINCIPAL = "user:cli"  # `apply` manages system:cron schedules only; these are left alone
 
 
-def _spec(name: str, table: dict[str, Any], now: int, *, past_at_ok: bool = False) -> ScheduleSpec:
+def _spec(
+    name: str,
+    table: dict[str, Any],
+    now: int,
+    *,
+    past_at_ok: bool = False,
+    new_trigger: bool = True,
+) -> ScheduleSpec:
     try:
-        spec = spec_from_table(name, table, now_ms=now, past_at_ok=past_at_ok)
+        spec = spec_from_table(
+            name, table, now_ms=now, past_at_ok=past_at_ok, new_trigger=new_trigger
+        )
     except InvalidInput as error:
         raise as_flag_error(error) from None
     return attrs.evolve(spec, principal=CLI_PRINCIPAL)
@@ -84,7 +93,10 @@ def update(ctx: Context, args: argparse.Namespace) -> int:
         raise UnknownSchedule(args.name)
     merged = overlay(table_from_spec(state.spec), changes)
     check_combination(merged)
-    spec = _spec(args.name, merged, ctx.now(), past_at_ok="at" not in changes)
+    trigger_given = any(k in changes for k in ("cron", "timezone", "every", "anchor", "at"))
+    spec = _spec(
+        args.name, merged, ctx.now(), past_at_ok="at" not in changes, new_trigger=trigger_given
+    )
     spec = attrs.evolve(spec, principal=state.spec.principal)
     if spec == state.spec:
         _report(ctx, engine, (), f"{args.name} unchanged", {"updated": None, "schedule": args.name})
