@@ -148,14 +148,21 @@ def sqlite_prober(path: str) -> Prober:
         except FileNotFoundError:
             return False  # no daemon ever ran under that name here
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
+            return _flocked(fd)
         finally:
             os.close(fd)  # (closing lets go of the shared lock, if it was taken)
-        return False
 
     return claimed
+
+
+def _flocked(fd: int) -> bool:
+    """Does another open file hold an exclusive flock on `fd`'s file? (A shared lock is tried
+    for an instant: the caller's close lets go of it.)"""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    return False
 
 
 def sqlite_lister(path: str) -> Lister:
@@ -169,27 +176,24 @@ def sqlite_lister(path: str) -> Lister:
         for name in sorted(os.listdir(folder or ".")):
             if not (name.startswith(prefix) and name.endswith(suffix)):
                 continue
+            file = os.path.join(folder, name)
             try:
-                fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 continue  # gone meanwhile, or not ours to read
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                    continue  # not held
-                except BlockingIOError:
-                    pass
                 # "PID KEY\n", written by the holder just after it took the lock
-                _, _, key = os.read(fd, 4096).decode(errors="replace").partition(" ")
+                text = os.read(fd, 4096).decode(errors="replace") if _flocked(fd) else None
             except OSError:
-                continue
+                text = None
             finally:
                 os.close(fd)
+            if text is None:
+                continue  # not held
+            key = text.partition(" ")[2]
             key = key[:-1] if key.endswith("\n") else ""  # (empty: still being written)
-            if key and _lock_path(path, key) == os.path.join(folder, name):
+            if _lock_path(path, key) == file:  # (a named one still being written: not yet)
                 keys.append(key)
-            elif _lock_path(path, "") == os.path.join(folder, name):
-                keys.append("")
         return sorted(keys)
 
     return held
@@ -199,18 +203,29 @@ def _lock_number(schema: str, key: str) -> int:
     return int.from_bytes(_digest(f"cronledger:{schema}:{key}"), "big", signed=True)
 
 
+def _lock_ids(schema: str, key: str) -> tuple[int, int]:
+    """The claim's lock number as `pg_locks` shows it: (classid, objid), unsigned halves."""
+    number = _lock_number(schema, key) & 0xFFFFFFFFFFFFFFFF
+    return number >> 32, number & 0xFFFFFFFF
+
+
+# `pg_locks l` rows of the advisory locks sessions hold in this database (claims' kind of lock)
+_HELD_ADVISORY = (
+    "l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
 def postgres_prober(connect: Callable[[], Any], schema: str) -> Prober:
     """Whether a session holds claim `key`, from `pg_locks` (nothing is taken)."""
 
     def claimed(key: str) -> bool:
-        number = _lock_number(schema, key) & 0xFFFFFFFFFFFFFFFF
         conn = connect()
         try:
             row = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1)",
-                (number >> 32, number & 0xFFFFFFFF),
+                f"SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE {_HELD_ADVISORY} "
+                "AND l.classid::bigint = %s AND l.objid::bigint = %s)",
+                _lock_ids(schema, key),
             ).fetchone()
         finally:
             conn.close()
@@ -256,9 +271,7 @@ def postgres_lister(connect: Callable[[], Any], schema: str) -> Lister:
             rows = conn.execute(
                 "SELECT a.application_name, l.classid::bigint, l.objid::bigint "
                 "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND a.application_name LIKE %s",
+                f"WHERE {_HELD_ADVISORY} AND a.application_name LIKE %s",
                 (_APP_PREFIX + "%",),
             ).fetchall()
         finally:
@@ -266,10 +279,7 @@ def postgres_lister(connect: Callable[[], Any], schema: str) -> Lister:
         keys: set[str] = set()
         for app, high, low in rows:
             key = _app_key(app)
-            if key is None:
-                continue
-            number = _lock_number(schema, key) & 0xFFFFFFFFFFFFFFFF
-            if (number >> 32, number & 0xFFFFFFFF) == (high, low):
+            if key is not None and _lock_ids(schema, key) == (high, low):
                 keys.add(key)
         return sorted(keys)
 

@@ -78,11 +78,11 @@ def bound_exits(exits: Sequence[RunExit], limit: int) -> list[RunExit]:
     return out
 
 
-def failure_reason(run: ActiveRun, exit: RunExit, rules: int = 0) -> str:
+def failure_reason(run: ActiveRun, exit: RunExit, rules: int) -> str:
     """exit | timeout | cancelled | spawn_failed | lost."""
     if exit.kind is ExitKind.LOST:
         return "lost"
-    if run.cancelling == "timeout" or _ended_past_deadline(run, exit, rules):
+    if _timed_out(run, exit, rules):
         return "timeout"
     if run.cancelling is not None:
         return "cancelled"
@@ -113,9 +113,11 @@ def _release_waiting(snapshot: Snapshot, entry: Entry, now: int) -> list[ev.Even
 RULES = 4
 
 
-def _ended_past_deadline(run: ActiveRun, exit: RunExit, rules: int) -> bool:
-    """The process ran past the run's deadline with no cancel sent (rules 3): a timeout,
-    however it ended. (A run an operator or REPLACE cancelled stays cancelled.)"""
+def _timed_out(run: ActiveRun, exit: RunExit, rules: int) -> bool:
+    """Cancelled for its timeout, or (rules 3) its process ran past the deadline with no cancel
+    sent, however it ended; a run an operator or REPLACE cancelled stays cancelled (rules 4)."""
+    if run.cancelling == "timeout":
+        return True
     return (
         rules >= 3
         and (run.cancelling is None or rules < 4)
@@ -146,10 +148,7 @@ def reconcile_exit(
     output = recorded_output(exit, snapshot.options.output_tail_bytes)
     # a timeout is a failure (§8), even when the job traps the SIGTERM and exits 0 (rules 2),
     # or ran past its deadline with no cancel sent, e.g. while no daemon watched it (rules 3)
-    timed_out = (run.cancelling == "timeout" and rules >= 2) or _ended_past_deadline(
-        run, exit, rules
-    )
-    if exit.succeeded and not timed_out:
+    if exit.succeeded and (rules < 2 or not _timed_out(run, exit, rules)):
         out: list[ev.Event] = [
             ev.RunSucceeded(
                 at=now,

@@ -19,7 +19,7 @@ from cronledger.adapters.cli.schedule_flags import (
 )
 from cronledger.adapters.cli.values import duration
 from cronledger.adapters.engine import Engine
-from cronledger.adapters.schedules_file import load_schedules, spec_from_table
+from cronledger.adapters.schedules_file import TRIGGER_KEYS, load_schedules, spec_from_table
 from cronledger.domain import commands as cmd
 from cronledger.domain import events as ev
 from cronledger.domain.apply_plan import ApplyPlan
@@ -93,7 +93,7 @@ def update(ctx: Context, args: argparse.Namespace) -> int:
         raise UnknownSchedule(args.name)
     merged = overlay(table_from_spec(state.spec), changes)
     check_combination(merged)
-    trigger_given = any(k in changes for k in ("cron", "timezone", "every", "anchor", "at"))
+    trigger_given = any(k in changes for k in (*TRIGGER_KEYS, "timezone", "anchor"))
     spec = _spec(
         args.name, merged, ctx.now(), past_at_ok="at" not in changes, new_trigger=trigger_given
     )
