@@ -57,7 +57,9 @@ class Explanation:
 
     def to_json(self) -> dict[str, object]:
         """Stable keys, JSON-serialisable values; the instant as `at` (ISO-8601 UTC text) plus
-        `at_ms` (epoch ms), like every other `--json` output."""
+        `at_ms` (epoch ms), like every other `--json` output. `inputs` are texts for people;
+        `inputs_ms` gives, for each input that is one instant or one duration, its number (an
+        instant as epoch ms, a duration in ms)."""
         return {
             "subject": self.subject,
             "kind": self.kind,
@@ -67,6 +69,7 @@ class Explanation:
             "at": None if self.at is None else iso(self.at),
             "at_ms": self.at,
             "inputs": dict(self.inputs),
+            "inputs_ms": {k: v.ms for k, v in self.inputs if isinstance(v, _Valued)},
             "sentences": list(self.sentences),
             "timeline": [{"position": p, "fact": text} for p, text in self.timeline],
         }
@@ -464,10 +467,23 @@ def _mentions(event: ev.Event, subject: str) -> bool:
 # --- formatting -----------------------------------------------------------------------------
 
 
+class _Valued(str):
+    """Text for people that keeps the value it shows in ms (an instant as epoch ms), so that
+    `Explanation.to_json` can give scripts the number beside the text."""
+
+    ms: int
+
+    def __new__(cls, text: str, ms: int) -> _Valued:
+        self = super().__new__(cls, text)
+        self.ms = ms
+        return self
+
+
 def _ts(ms: int | None) -> str:
     """An instant as ISO-8601 UTC, without a zero millisecond part."""
     text = iso(ms)
-    return text[:-5] + "Z" if text.endswith(".000Z") else text
+    text = text[:-5] + "Z" if text.endswith(".000Z") else text
+    return text if ms is None else _Valued(text, ms)
 
 
 def _ts_near(ms: int | None, ref: int) -> str:
@@ -478,8 +494,12 @@ def _ts_near(ms: int | None, ref: int) -> str:
 
 def _dur(ms: int) -> str:
     """A duration for people: '350 ms', '4 s', '2.5 s', '1 h 30 min'."""
+    return _Valued(_duration_text(ms), ms)
+
+
+def _duration_text(ms: int) -> str:
     if ms < 0:
-        return "-" + _dur(-ms)
+        return "-" + _duration_text(-ms)
     if 0 < ms < 1000:
         return f"{ms} ms"
     seconds, milli = divmod(ms, 1000)
@@ -737,8 +757,10 @@ def _spec_of(rec: _Schedule) -> ScheduleSpec:
 
 
 def _grace(spec: ScheduleSpec, options: Options) -> str:
-    grace = _dur(misfire_grace(spec, options))
-    return grace if spec.misfire_grace_ms is not None else f"{grace} (the engine's default)"
+    ms = misfire_grace(spec, options)
+    if spec.misfire_grace_ms is not None:
+        return _dur(ms)
+    return _Valued(f"{_dur(ms)} (the engine's default)", ms)
 
 
 def _lateness(spec: ScheduleSpec, nominal: int, now: int) -> int:

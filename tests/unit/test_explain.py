@@ -648,11 +648,31 @@ def test_to_json_has_stable_keys_and_serialises() -> None:
         "at",
         "at_ms",
         "inputs",
+        "inputs_ms",
         "sentences",
         "timeline",
     ]
     assert data["at"] == "2026-01-01T00:02:00.000Z"
     assert data["at_ms"] == T0 + 2 * MINUTE
+    assert json.loads(json.dumps(data)) == data
+
+
+def test_to_json_gives_scripts_the_number_of_each_instant_and_duration_input() -> None:
+    w = World()
+    w.add(spec("backup"))
+    w.run_until(T0 + MINUTE + 4 * SECOND, step=MINUTE + 4 * SECOND)
+    data = _explain(w, "backup").to_json()
+    numbers = data["inputs_ms"]
+    assert isinstance(numbers, dict)
+    assert numbers["nominal"] == T0 + MINUTE
+    assert numbers["next fire after"] == T0 + 2 * MINUTE
+    assert numbers["decided at"] == T0 + MINUTE + 4 * SECOND
+    assert numbers["grace"] == MINUTE
+    assert "trigger" not in numbers and "lateness" not in numbers  # text, not one number
+    inputs = data["inputs"]
+    assert isinstance(inputs, dict)
+    assert inputs["nominal"] == "2026-01-01T00:01:00Z"
+    assert inputs["grace"] == "1 min (the engine's default)"
     assert json.loads(json.dumps(data)) == data
 
 
@@ -729,7 +749,11 @@ def test_every_run_entry_and_schedule_of_a_random_ledger_is_explained(
         assert x.decision == _outcome_word(w.log, fact.run_id), x.sentences
         assert x.rule.startswith("§")
         assert x.timeline and x.timeline[0][0] <= _position(w, fact)
-        json.dumps(x.to_json())
+        data = x.to_json()
+        json.dumps(data)
+        numbers = data["inputs_ms"]
+        assert isinstance(numbers, dict) and set(numbers) <= set(dict(x.inputs))
+        assert all(type(v) is int for v in numbers.values())
     created = [e.entry_id for e in w.log if isinstance(e, ev.FireRecorded | ev.EntryQueued)]
     for entry_id in created:
         x = _explain(w, entry_id)
